@@ -1,0 +1,1 @@
+"""Load benchmarks: the harness (`python -m benchmarks.run`), its baselines and results."""

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The Quick start: `./dev.sh run` installs and runs the gateway, `./dev.sh test`
+# runs the whole test suite. Both work on a fresh Debian or Ubuntu machine with
+# Python 3.11+; what is missing (python3-venv, redis-server) is installed with
+# apt-get, through sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '[dev.sh] %s\n' "$*" >&2; }
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing $* with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis_server() {
+  command -v redis-server >/dev/null || apt_install redis-server
+}
+
+ensure_venv() {
+  local extras="$1"
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv 2>/dev/null || { rm -rf .venv; apt_install python3-venv; python3 -m venv .venv; }
+  fi
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".${extras}"
+}
+
+# Start a local redis-server (AOF on, noeviction) when nothing answers at
+# STORE_URL and STORE_URL points at this machine. It says so, and keeps its
+# files under GATEWAY_DATA_DIR/redis.
+ensure_store() {
+  local url="${STORE_URL:-redis://127.0.0.1:6379/0}"
+  if .venv/bin/python - "$url" <<'PY'
+import sys, redis
+try:
+    redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+except Exception:
+    sys.exit(1)
+PY
+  then return; fi
+  local hostport="${url#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
+  local host="${hostport%%:*}" port="${hostport##*:}"
+  [ "$port" != "$hostport" ] || port=6379
+  case "$host" in
+    127.0.0.1|localhost) ;;
+    *) say "nothing answers at $url; start Redis there first"; exit 1 ;;
+  esac
+  local dir="${GATEWAY_DATA_DIR:-./data}/redis"
+  mkdir -p "$dir"
+  say "no Redis answers at $url: starting a local redis-server on port $port (AOF on, noeviction, files in $dir)"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$(cd "$dir" && pwd)" --appendonly yes \
+    --appendfsync everysec --maxmemory-policy noeviction --daemonize yes \
+    --logfile "$(cd "$dir" && pwd)/redis.log" >/dev/null
+}
+
+case "${1:-}" in
+  run)
+    shift
+    ensure_redis_server
+    ensure_venv ""
+    ensure_store
+    exec .venv/bin/webhook-gateway run --config config/gateway.yaml "$@"
+    ;;
+  test)
+    shift
+    ensure_redis_server
+    ensure_venv "[test]"
+    .venv/bin/ruff check gateway tests benchmarks
+    .venv/bin/ruff format --check gateway tests benchmarks
+    .venv/bin/mypy
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh run | ./dev.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,121 @@
+"""Lifecycle: build the parts, listen, and drain on SIGTERM/SIGINT.
+
+Shutdown order: readiness turns 503 first (so Kubernetes stops routing), the
+listener stops accepting, requests in flight get their answers (a 200 only
+once persisted), keep-alive connections close, and the process exits 0 within
+the grace. A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+import gateway
+from gateway.admin import AdminRouter
+from gateway.admit import AdmitBatcher
+from gateway.config import Config, Limits, Listen, redacted
+from gateway.ingest import IngestRouter, SourceEndpoint, Tokens
+from gateway.metrics import Metrics
+from gateway.protocol import Connections, HttpProtocol, Router
+from gateway.routing import Routes
+from gateway.store.redis import RedisStore
+
+log = structlog.get_logger("gateway")
+
+_ADMIN_CONNECTIONS = 64  # probes and scrapes only
+_STARTUP_CHECK_TIMEOUT = 2.0
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store = RedisStore(config.store)
+        self.batcher = AdmitBatcher(self.store, config.store.admit_deadline, self.metrics)
+        self.stopping = asyncio.Event()
+        routes = Routes(config.routes, config.unrouted)
+        tokens = Tokens()
+        endpoints = [
+            SourceEndpoint(s, routes, self.batcher, self.metrics.source(s.name), tokens)
+            for s in config.sources
+        ]
+        self.ingest = IngestRouter(endpoints, self.metrics)
+        self.admin = AdminRouter(self.metrics, self.store.ping, self.stopping.is_set)
+        refused = self.metrics.connections_refused.inc
+        self.connections = Connections(config.limits.max_connections, refused)
+        self.admin_connections = Connections(_ADMIN_CONNECTIONS)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        public = await _listen(
+            self.config.listen, self.ingest, self.config.limits, self.connections
+        )
+        admin = await _listen(
+            self.config.admin, self.admin, self.config.limits, self.admin_connections
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        log.info(
+            "started",
+            version=gateway.__version__,
+            port=_port(public),
+            admin_port=_port(admin),
+            config=redacted(self.config),
+        )
+        await self._check_store()
+        await self.stopping.wait()
+        await self._drain(public)
+        admin.close()
+        self.admin_connections.close_all()
+        await self.store.close()
+        log.info("stopped")
+        return 0
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stopping.is_set():
+            log.warning("second_signal_closing_now", signal=signal.Signals(signum).name)
+            self.connections.close_all()
+            return
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        self.stopping.set()
+
+    async def _check_store(self) -> None:
+        try:
+            async with asyncio.timeout(_STARTUP_CHECK_TIMEOUT):
+                reachable = await self.store.ping()
+                warnings = await self.store.durability_warnings() if reachable else []
+        except TimeoutError:
+            reachable, warnings = False, []
+        if not reachable:
+            log.warning("store_unreachable_at_start", detail="answering 503 until it answers")
+        for warning in warnings:
+            log.warning("store_durability_risk", detail=warning)
+
+    async def _drain(self, public: asyncio.Server) -> None:
+        grace = self.config.shutdown_grace
+        public.close()
+        self.connections.drain()
+        try:
+            async with asyncio.timeout(grace):
+                await self.batcher.wait_idle()
+                await self.connections.wait_closed()
+        except TimeoutError:
+            still_open = len(self.connections.open)
+            log.warning("shutdown_grace_exceeded", grace_seconds=grace, open=still_open)
+            self.connections.close_all()
+
+
+async def _listen(
+    where: Listen, router: Router, limits: Limits, connections: Connections
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: HttpProtocol(router, limits, connections), where.host, where.port, backlog=2048
+    )
+
+
+def _port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])

@@ -1,0 +1,50 @@
+"""Shared fixtures: a real redis-server per session, gateways per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from tests.support.processes import GatewayProcess, RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A synchronous client on an emptied database, for assertions."""
+    if not redis_server.answers():  # a test stopped it: bring it back for the next one
+        redis_server.start()
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def start_gateway(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start gateways on free ports against the session's Redis; all stopped at the end."""
+    started: list[GatewayProcess] = []
+
+    def start(wait_ready: bool = True, **env: str) -> GatewayProcess:
+        gw = GatewayProcess({"STORE_URL": redis_server.url, "LOG_LEVEL": "info", **env})
+        started.append(gw)
+        return gw.start(wait_ready=wait_ready)
+
+    yield start
+    for gw in started:
+        gw.close()
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return start_gateway()

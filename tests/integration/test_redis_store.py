@@ -1,0 +1,154 @@
+"""The Redis store's admit script against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+import redis
+
+from gateway.config import StoreConfig
+from gateway.models import Admission, AdmitOutcome
+from gateway.store.redis import RedisStore
+from tests.support.faultproxy import DropReplyProxy
+from tests.support.processes import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def store_config(port: int, **overrides: object) -> StoreConfig:
+    values: dict[str, object] = {
+        "url": f"redis://127.0.0.1:{port}/0",
+        "dedup_ttl": 60.0,
+        "admit_deadline": 2.0,
+        "partitions": 1,
+        "key_prefix": "gw",
+        "pool_size": 4,
+        "socket_timeout": 1.0,
+        "connect_timeout": 1.0,
+    }
+    values.update(overrides)
+    return StoreConfig(**values)  # type: ignore[arg-type]
+
+
+def admission(key: str, token: str, targets: tuple[str, ...] = ("app",)) -> Admission:
+    return Admission(f"src:e:{key}", token, "src", "e", key, b'{"k":"%s"}' % key.encode(), targets)
+
+
+def admit(config: StoreConfig, batches: Sequence[Sequence[Admission]]) -> list[list[AdmitOutcome]]:
+    async def run() -> list[list[AdmitOutcome]]:
+        store = RedisStore(config)
+        try:
+            return [await store.admit(store.partition(b[0].dedup_key), b) for b in batches]
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def test_a_resent_admit_with_the_same_token_is_accepted_not_duplicate(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    first = [admission("a", "t1"), admission("b", "t2")]
+    outcomes = admit(store_config(redis_server.port), [first, first])
+    assert outcomes == [[AdmitOutcome.ACCEPTED] * 2, [AdmitOutcome.ACCEPTED] * 2]
+    assert redis_db.xlen("{gw:0}:q:app") == 2  # the resend enqueued nothing more
+
+
+def test_another_token_for_a_seen_key_is_a_duplicate(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    outcomes = admit(
+        store_config(redis_server.port), [[admission("a", "t1")], [admission("a", "t2")]]
+    )
+    assert outcomes == [[AdmitOutcome.ACCEPTED], [AdmitOutcome.DUPLICATE]]
+
+
+def test_one_batch_with_the_same_key_twice_queues_it_once(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    batch = [admission("a", "t1"), admission("a", "t2"), admission("b", "t3")]
+    (outcomes,) = admit(store_config(redis_server.port), [batch])
+    assert outcomes == [AdmitOutcome.ACCEPTED, AdmitOutcome.DUPLICATE, AdmitOutcome.ACCEPTED]
+    assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:app")] == [b"a", b"b"]
+
+
+def test_fan_out_queues_the_event_once_per_target(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    batch = [admission("a", "t1", ("app", "audit")), admission("b", "t2", ("audit",))]
+    admit(store_config(redis_server.port), [batch])
+    assert redis_db.xlen("{gw:0}:q:app") == 1
+    assert redis_db.xlen("{gw:0}:q:audit") == 2
+
+
+def test_unrouted_event_is_marked_but_queued_nowhere(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    admit(store_config(redis_server.port), [[admission("a", "t1", ())]])
+    assert redis_db.exists("{gw:0}:idem:src:e:a") == 1
+    assert redis_db.keys("{gw:0}:q:*") == []
+
+
+def test_partitions_keep_every_key_of_a_call_in_one_hash_slot(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    config = store_config(redis_server.port, partitions=8)
+    batch_by_partition: dict[int, list[Admission]] = {}
+    store = RedisStore(config)
+    for i in range(40):
+        a = admission(f"k{i}", f"t{i}")
+        batch_by_partition.setdefault(store.partition(a.dedup_key), []).append(a)
+    asyncio.run(store.close())
+    assert len(batch_by_partition) > 1
+    admit(config, list(batch_by_partition.values()))
+    slots: dict[bytes, set[int]] = {}
+    for key in redis_db.keys("*"):
+        slots.setdefault(key.split(b"}")[0], set()).add(cluster_slot(key))
+    assert len(slots) > 1
+    assert all(len(s) == 1 for s in slots.values())  # one slot per partition
+    assert sum(redis_db.xlen(k) for k in redis_db.keys("*:q:app")) == 40
+
+
+def cluster_slot(key: bytes) -> int:
+    """Redis Cluster's key slot: CRC16/XMODEM of the hash tag, mod 16384."""
+    start = key.find(b"{")
+    if start >= 0 and (end := key.find(b"}", start + 1)) > start + 1:
+        key = key[start + 1 : end]
+    crc = 0
+    for byte in key:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
+def test_cluster_slot_matches_the_spec_example() -> None:
+    assert cluster_slot(b"123456789") == 0x31C3 % 16384  # CRC16/XMODEM check value
+    assert cluster_slot(b"{user1000}.following") == cluster_slot(b"user1000")
+
+
+def test_lost_reply_is_resent_by_redis_py_and_still_counts_as_accepted(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    proxy = DropReplyProxy(redis_server.port, trigger=b"EVALSHA")
+    try:
+        config = store_config(proxy.port)
+
+        async def run() -> list[AdmitOutcome]:
+            store = RedisStore(config)
+            try:
+                await store.admit(0, [admission("warm", "t0")])  # loads the script
+                proxy.armed.set()
+                return await store.admit(0, [admission("a", "t1")])
+            finally:
+                await store.close()
+
+        outcomes = asyncio.run(run())
+    finally:
+        proxy.close()
+    assert proxy.dropped.is_set()  # the first reply really was lost
+    assert outcomes == [AdmitOutcome.ACCEPTED]
+    assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:app")] == [b"warm", b"a"]

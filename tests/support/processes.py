@@ -1,0 +1,164 @@
+"""Real processes for tests: redis-server, the gateway, free ports, polling."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "tests" / "fixtures" / "inboxcomponents"  # copies of the provider docs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll `condition` until it holds: synchronization on state, not a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+class RedisServer:
+    """A real redis-server on a free port, with AOF on, in a temp dir."""
+
+    def __init__(self, *extra_args: str) -> None:
+        self.extra_args = list(extra_args)
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.dir = tempfile.mkdtemp(prefix="gw-redis-")
+        self.port = free_port()
+        self.binary = binary
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
+        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+        args += ["--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", ""]
+        args += self.extra_args
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.answers, what=f"redis-server on port {self.port}")
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class GatewayProcess:
+    """The gateway started the way the README starts it, on free ports."""
+
+    def __init__(self, env: dict[str, str], config: str = "config/gateway.yaml") -> None:
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.data_dir = tempfile.mkdtemp(prefix="gw-data-")
+        self.log_path = Path(self.data_dir) / "gateway.log"
+        self.env = {
+            **os.environ,
+            "GATEWAY_PORT": str(self.port),
+            "GATEWAY_ADMIN_PORT": str(self.admin_port),
+            "GATEWAY_DATA_DIR": self.data_dir,
+            **env,
+        }
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_ready: bool = True) -> GatewayProcess:
+        log = self.log_path.open("ab")
+        args = [sys.executable, "-m", "gateway", "run", "--config", self.config]
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        log.close()
+        if wait_ready:
+            wait_until(self.ready, timeout=15, what="gateway /readyz")
+        else:
+            wait_until(self.healthy, timeout=15, what="gateway /healthz")
+        return self
+
+    def url(self, path: str = "/webhooks/inbox") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def admin(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
+    def ready(self) -> bool:
+        self._check_alive()
+        return http_status(self.admin("/readyz")) == 200
+
+    def healthy(self) -> bool:
+        self._check_alive()
+        return http_status(self.admin("/healthz")) == 200
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
