@@ -228,7 +228,7 @@ def test_gateway_starts_while_redis_is_down_and_answers_503(
     gw = start_gateway(wait_ready=False, STORE_URL=f"redis://127.0.0.1:{free_port()}/0")
     assert http_status(gw.admin("/readyz")) == 503
     assert post_once(gw.port, with_key("nowhere")).status == 503
-    assert "store_unreachable_at_start" in gw.logs()
+    wait_until(lambda: "store_unreachable_at_start" in gw.logs(), what="the startup warning")
 
 
 def test_frozen_redis_gives_503_at_the_deadline_and_the_retry_is_not_lost(
