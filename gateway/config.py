@@ -88,6 +88,14 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwarderConfig:
+    enabled: bool
+    visibility_timeout: float  # a delivery pending this long is presumed lost and re-claimed
+    batch: int  # entries read per XREADGROUP
+    consumer: str  # this process's consumer name; "" = the host name
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: Listen
     admin: Listen
@@ -100,7 +108,7 @@ class Config:
     unrouted: str | None  # None = drop
     data_dir: str
     log_level: str
-    forwarder_enabled: bool
+    forwarder: ForwarderConfig
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -399,7 +407,6 @@ def _build(root: object) -> Config:
     top = _Section(root, "", _TOP_KEYS)
     sources = _sources(top.get("sources"))
     targets = _targets(top.get("targets", None))
-    forwarder = _Section(top.get("forwarder", None), "forwarder", ("enabled",))
     return Config(
         listen=_listen(top.get("listen", None), "listen", 8080),
         admin=_listen(top.get("admin", None), "admin", 9102),
@@ -412,7 +419,32 @@ def _build(root: object) -> Config:
         unrouted=_unrouted(top, targets),
         data_dir=_text(top, "data_dir", "./data"),
         log_level=_choice(top, "log_level", "info", _LOG_LEVELS),
-        forwarder_enabled=_bool(forwarder, "enabled", True),
+        forwarder=_forwarder(top.get("forwarder", None), targets),
+    )
+
+
+def _forwarder(node: object, targets: tuple[TargetConfig, ...]) -> ForwarderConfig:
+    s = _Section(node, "forwarder", ("enabled", "visibility_timeout", "batch", "consumer"))
+    visibility = _duration(s, "visibility_timeout", "60s")
+    slowest = max((t.timeout for t in targets), default=0.0)
+    if visibility <= slowest:
+        # Otherwise a delivery still in progress would be claimed and sent again.
+        raise ConfigError(
+            "forwarder.visibility_timeout",
+            f"must be longer than the longest target timeout ({slowest:g}s)",
+        )
+    consumer = s.get("consumer", "")
+    if not isinstance(consumer, str):
+        raise ConfigError(s.key_path("consumer"), f"expected a string, got {_show(consumer)}")
+    if consumer and not _NAME.fullmatch(consumer):
+        raise ConfigError(
+            "forwarder.consumer", f"must match {_NAME.pattern}, got {_show(consumer)}"
+        )
+    return ForwarderConfig(
+        enabled=_bool(s, "enabled", True),
+        visibility_timeout=visibility,
+        batch=_int(s, "batch", 100, 1, 10000),
+        consumer=consumer,
     )
 
 

@@ -25,6 +25,12 @@ ACK_BUCKETS = (
     1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, INF,
 )  # fmt: skip
 
+FORWARD_BUCKETS = (
+    0.5e-3, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
+    1.0, 2.5, 5.0, 10.0, 30.0, INF,
+)  # fmt: skip
+OUTCOMES = ("delivered", "http_error", "connect_error", "timeout", "protocol_error")
+
 PREFIX = "webhook_gateway_"
 
 
@@ -58,12 +64,34 @@ class Metrics:
             PREFIX + "connections_refused", "Connections closed at once: over the cap.",
             registry=r,
         )  # fmt: skip
+        self.forward_attempts = Counter(
+            PREFIX + "forward_attempts", "Delivery attempts to targets, by outcome.",
+            ["target", "outcome"], registry=r,
+        )  # fmt: skip
+        self.forward_duration = Histogram(
+            PREFIX + "forward_duration_seconds", "Duration of one delivery attempt.",
+            ["target"], buckets=FORWARD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            PREFIX + "dead_letter", "Events moved to a dead-letter stream.", ["target"], registry=r
+        )
+        self.queue_depth = Gauge(
+            PREFIX + "queue_depth", "Events not yet delivered (queued or waiting to retry).",
+            ["target"], registry=r,
+        )  # fmt: skip
+        self.queue_oldest_age = Gauge(
+            PREFIX + "queue_oldest_age_seconds", "Age of the oldest queued event.",
+            ["target"], registry=r,
+        )  # fmt: skip
         build = Gauge(PREFIX + "build_info", "Build information.", ["version"], registry=r)
         build.labels(gateway.__version__).set(1)
         self.store_admit_errors = self.store_errors.labels("admit")
 
     def source(self, name: str) -> SourceMetrics:
         return SourceMetrics(self, name)
+
+    def target(self, name: str) -> TargetMetrics:
+        return TargetMetrics(self, name)
 
     def statuses(self, source: str) -> StatusCounter:
         return StatusCounter(self.requests, source)
@@ -101,3 +129,19 @@ class SourceMetrics(StatusCounter):
         self.admitted = metrics.admitted.labels(name)
         self.duplicates = metrics.duplicates.labels(name)
         self.unrouted = metrics.unrouted.labels(name)
+
+
+class TargetMetrics:
+    """One target's children, bound once (every outcome shows from the start)."""
+
+    __slots__ = ("_outcomes", "dead_letters", "depth", "duration", "oldest_age")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._outcomes = {o: metrics.forward_attempts.labels(name, o) for o in OUTCOMES}
+        self.duration = metrics.forward_duration.labels(name)
+        self.dead_letters = metrics.dead_letters.labels(name)
+        self.depth = metrics.queue_depth.labels(name)
+        self.oldest_age = metrics.queue_oldest_age.labels(name)
+
+    def outcome(self, name: str) -> None:
+        self._outcomes[name].inc()

@@ -24,3 +24,15 @@ class Admission(NamedTuple):
 class AdmitOutcome(enum.IntEnum):
     DUPLICATE = 0
     ACCEPTED = 1
+
+
+class Queued(NamedTuple):
+    """An event claimed from a target's queue, about to be delivered."""
+
+    partition: int
+    id: bytes  # the stream entry id
+    source: str
+    event_type: str
+    key: str
+    body: bytes
+    attempt: int  # the number of the attempt about to be made, counted durably

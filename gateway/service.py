@@ -17,6 +17,7 @@ import gateway
 from gateway.admin import AdminRouter
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted
+from gateway.forwarder import BLOCK_MS, Forwarder
 from gateway.ingest import IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
@@ -47,6 +48,14 @@ class Gateway:
         refused = self.metrics.connections_refused.inc
         self.connections = Connections(config.limits.max_connections, refused)
         self.admin_connections = Connections(_ADMIN_CONNECTIONS)
+        self.forwarder: Forwarder | None = None
+        self.delivery_store: RedisStore | None = None
+        if config.forwarder.enabled and config.targets:
+            # Its own pool: blocking reads and deliveries never delay an admit.
+            self.delivery_store = RedisStore(config.store, block_ms=BLOCK_MS)
+            self.forwarder = Forwarder(
+                config.targets, config.sources, self.delivery_store, config.forwarder, self.metrics
+            )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -66,11 +75,15 @@ class Gateway:
             config=redacted(self.config),
         )
         await self._check_store()
+        if self.forwarder is not None:
+            self.forwarder.start()
         await self.stopping.wait()
-        await self._drain(public)
+        await asyncio.gather(self._drain(public), self._stop_forwarder())
         admin.close()
         self.admin_connections.close_all()
         await self.store.close()
+        if self.delivery_store is not None:
+            await self.delivery_store.close()
         log.info("stopped")
         return 0
 
@@ -93,6 +106,10 @@ class Gateway:
             log.warning("store_unreachable_at_start", detail="answering 503 until it answers")
         for warning in warnings:
             log.warning("store_durability_risk", detail=warning)
+
+    async def _stop_forwarder(self) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.stop(self.config.shutdown_grace)
 
     async def _drain(self, public: asyncio.Server) -> None:
         grace = self.config.shutdown_grace

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests.support.processes import GatewayProcess, RedisServer
+from tests.support.sink import Sink
 
 
 @pytest.fixture(scope="session")
@@ -29,14 +30,26 @@ def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def sink() -> Iterator[Sink]:
+    """The app behind the gateway: a recording HTTP server on a free port."""
+    app = Sink()
+    yield app
+    app.close()
+
+
+@pytest.fixture
 def start_gateway(
-    redis_server: RedisServer, redis_db: redis.Redis
+    redis_server: RedisServer, redis_db: redis.Redis, sink: Sink
 ) -> Iterator[Callable[..., GatewayProcess]]:
-    """Start gateways on free ports against the session's Redis; all stopped at the end."""
+    """Start gateways on free ports against the session's Redis, forwarding to the
+    sink; all stopped at the end."""
     started: list[GatewayProcess] = []
 
-    def start(wait_ready: bool = True, **env: str) -> GatewayProcess:
-        gw = GatewayProcess({"STORE_URL": redis_server.url, "LOG_LEVEL": "info", **env})
+    def start(
+        wait_ready: bool = True, config: str = "config/gateway.yaml", **env: str
+    ) -> GatewayProcess:
+        base = {"STORE_URL": redis_server.url, "FORWARD_URL": sink.url, "LOG_LEVEL": "info"}
+        gw = GatewayProcess({**base, **env}, config=config)
         started.append(gw)
         return gw.start(wait_ready=wait_ready)
 

@@ -1,64 +1,34 @@
-"""The Redis store: one Lua call per partition marks and enqueues a batch.
+"""The Redis store: atomic admit per partition, and the delivery queue.
 
 Key layout (every key of one call shares the `{prefix:partition}` hash tag,
 so each call stays in one Redis Cluster slot):
 
     {gw:0}:idem:<source>:<event>:<key>   dedup marker, value = request token, PX = dedup TTL
-    {gw:0}:q:<target>                    the target's stream of queued events
+    {gw:0}:q:<target>                    the target's stream of undelivered events
+    {gw:0}:retry:<target>                sorted set: old entry id -> due time (ms)
+    {gw:0}:retrydata:<target>            hash: old entry id -> the event waiting to retry
+    {gw:0}:dead:<target>                 dead-letter stream
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
-from gateway.models import Admission, AdmitOutcome
+from gateway.models import Admission, AdmitOutcome, Queued
+from gateway.store import lua
 
-# ARGV: ttl_ms, n, then per event: token, source, type, key, body, n_targets,
-# and that many 1-based offsets into the stream keys that follow the n
-# marker keys in KEYS.
-#
-# Enqueue before mark: Redis scripts are atomic but not rolled back, so if a
-# write fails midway the worst left behind is an enqueued event without its
-# marker (a possible duplicate), never a marker without its event (a loss).
-# A marker holding this request's own token means redis-py re-sent the call
-# after a lost reply: that event is ours and already queued, so "accepted".
-# The `#!lua` shebang makes Redis refuse the whole script up front when over
-# maxmemory, instead of failing between two of its writes.
-ADMIT_LUA = """#!lua
-local ttl = ARGV[1]
-local n = tonumber(ARGV[2])
-local out = {}
-local a = 3
-for i = 1, n do
-  local token = ARGV[a]
-  local nt = tonumber(ARGV[a + 5])
-  local held = redis.call('GET', KEYS[i])
-  if not held then
-    for j = 1, nt do
-      redis.call('XADD', KEYS[n + tonumber(ARGV[a + 5 + j])], '*',
-        'source', ARGV[a + 1], 'type', ARGV[a + 2], 'key', ARGV[a + 3], 'body', ARGV[a + 4])
-    end
-    redis.call('SET', KEYS[i], token, 'PX', ttl)
-    out[i] = 1
-  elseif held == token then
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-  a = a + 6 + nt
-end
-return out
-"""
+GROUP = "gateway"
 
 
 class Keys:
@@ -76,6 +46,13 @@ class Keys:
     def stream(self, partition: int, target: str) -> str:
         return f"{self.tag(partition)}:q:{target}"
 
+    def retry(self, partition: int, target: str) -> list[str]:
+        tag = self.tag(partition)
+        return [f"{tag}:q:{target}", f"{tag}:retry:{target}", f"{tag}:retrydata:{target}"]
+
+    def dead(self, partition: int, target: str) -> str:
+        return f"{self.tag(partition)}:dead:{target}"
+
 
 def admit_arguments(
     keys: Keys, partition: int, batch: Sequence[Admission], ttl_ms: int
@@ -91,36 +68,152 @@ def admit_arguments(
 
 
 class RedisStore:
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(self, config: StoreConfig, *, block_ms: int = 0) -> None:
         self._config = config
         self.keys = Keys(config.key_prefix)
+        self.partitions = config.partitions
         self._ttl_ms = max(1, round(config.dedup_ttl * 1000))
         # A blocking pool waits for a free connection instead of raising
         # "Too many connections"; the wait is bounded by the admit deadline.
+        # A blocking XREADGROUP must return before the socket timeout fires.
         self._pool = aioredis.BlockingConnectionPool.from_url(
             config.url,
             max_connections=config.pool_size,
             timeout=config.admit_deadline,
-            socket_timeout=config.socket_timeout,
+            socket_timeout=config.socket_timeout + block_ms / 1000,
             socket_connect_timeout=config.connect_timeout,
             retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries=2),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             health_check_interval=10,
         )
         self.redis = aioredis.Redis(connection_pool=self._pool)
-        self._admit = self.redis.register_script(ADMIT_LUA)
+        register = self.redis.register_script
+        self._admit = register(lua.ADMIT)
+        self._ack = register(lua.ACK)
+        self._retry = register(lua.RETRY)
+        self._dead_letter = register(lua.DEAD_LETTER)
+        self._promote = register(lua.PROMOTE)
 
     def partition(self, dedup_key: str) -> int:
-        n = self._config.partitions
+        n = self.partitions
         return 0 if n == 1 else zlib.crc32(dedup_key.encode()) % n
 
     async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
         keys, argv = admit_arguments(self.keys, partition, batch, self._ttl_ms)
-        try:
-            flags = await self._admit(keys=keys, args=argv)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"admit failed: {exc}") from exc
+        flags = await self._call(self._admit(keys=keys, args=argv), "admit")
         return [AdmitOutcome(int(flag)) for flag in flags]
+
+    # -- the delivery queue -------------------------------------------------
+
+    async def ensure_group(self, partition: int, target: str) -> None:
+        """Create the consumer group, from the stream's start: events queued
+        before any forwarder ran are delivered too."""
+        try:
+            await self.redis.xgroup_create(
+                self.keys.stream(partition, target), GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise StoreUnavailable(f"ensure_group failed: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"ensure_group failed: {exc}") from exc
+
+    async def claim(
+        self, partition: int, target: str, consumer: str, count: int, block_ms: int
+    ) -> list[Queued]:
+        """New entries for this consumer (XREADGROUP >): first delivery of each."""
+        stream = self.keys.stream(partition, target)
+        reply = await self._call(
+            self.redis.xreadgroup(
+                GROUP, consumer, {stream: ">"}, count=count, block=block_ms or None
+            ),
+            "claim",
+        )
+        entries = reply[0][1] if reply else []
+        return [_queued(partition, entry_id, fields, 1) for entry_id, fields in entries]
+
+    async def claim_own_pending(
+        self, partition: int, target: str, consumer: str, count: int
+    ) -> list[Queued]:
+        """Entries this consumer name claimed before a crash (XREADGROUP 0)."""
+        stream = self.keys.stream(partition, target)
+        reply = await self._call(
+            self.redis.xreadgroup(GROUP, consumer, {stream: "0"}, count=count), "claim"
+        )
+        found = reply[0][1] if reply else []
+        gone = [i for i, f in found if not f]  # acked and deleted, yet still in our PEL
+        if gone:
+            await self.ack(partition, target, gone)
+        entries = [(i, f) for i, f in found if f]
+        return await self._with_delivery_counts(partition, target, consumer, entries)
+
+    async def claim_stale(
+        self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Queued]:
+        """Entries another consumer left pending longer than min_idle_ms (XAUTOCLAIM)."""
+        stream = self.keys.stream(partition, target)
+        reply = await self._call(
+            self.redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, "0-0", count=count),
+            "claim",
+        )
+        entries = [(i, f) for i, f in reply[1] if f]
+        return await self._with_delivery_counts(partition, target, consumer, entries)
+
+    async def _with_delivery_counts(
+        self, partition: int, target: str, consumer: str, entries: list[tuple[bytes, Any]]
+    ) -> list[Queued]:
+        # Re-read entries were attempted before: Redis raised their delivery
+        # counter as part of the claim, so a crash mid-delivery still counts.
+        if not entries:
+            return []
+        stream = self.keys.stream(partition, target)
+        pending = await self._call(
+            self.redis.xpending_range(
+                stream, GROUP, entries[0][0], entries[-1][0], len(entries) + 100, consumer
+            ),
+            "claim",
+        )
+        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        return [_queued(partition, i, f, counts.get(i, 1)) for i, f in entries]
+
+    async def ack(self, partition: int, target: str, ids: Sequence[bytes]) -> None:
+        stream = self.keys.stream(partition, target)
+        await self._call(self._ack(keys=[stream], args=[GROUP, *ids]), "ack")
+
+    async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
+        keys = self.keys.retry(entry.partition, target)
+        args: list[bytes | str | int] = [GROUP, entry.id, due_ms, entry.attempt]
+        await self._call(self._retry(keys=keys, args=args), "retry")
+
+    async def dead_letter(
+        self, entry: Queued, target: str, status: int, error: str, now_ms: int
+    ) -> None:
+        keys = [self.keys.stream(entry.partition, target), self.keys.dead(entry.partition, target)]
+        args: list[bytes | str | int] = [GROUP, entry.id, entry.attempt, status, error, now_ms]
+        await self._call(self._dead_letter(keys=keys, args=args), "dead_letter")
+
+    async def promote_due(self, partition: int, target: str, now_ms: int) -> int | None:
+        """Move due retries back onto the stream; the next due time (ms), if any."""
+        keys = self.keys.retry(partition, target)
+        _, next_due = await self._call(self._promote(keys=keys, args=[now_ms, 500]), "promote")
+        return None if int(next_due) < 0 else int(next_due)
+
+    async def depth(self, partition: int, target: str) -> tuple[int, int | None]:
+        """Events not yet delivered (queued + waiting to retry), and the oldest
+        queued entry's first-queued time in ms."""
+        stream, zset, _ = self.keys.retry(partition, target)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(stream)
+            pipe.zcard(zset)
+            pipe.xrange(stream, count=1)
+            queued, retrying, first = await self._call(pipe.execute(), "depth")
+        oldest = None
+        if first:
+            entry_id, fields = first[0]
+            oldest = int(fields.get(b"since") or entry_id.split(b"-")[0])
+        return int(queued) + int(retrying), oldest
+
+    # -- health -----------------------------------------------------------------
 
     async def ping(self) -> bool:
         try:
@@ -142,6 +235,26 @@ class RedisStore:
     async def close(self) -> None:
         await self.redis.aclose()
         await self._pool.disconnect()
+
+    @staticmethod
+    async def _call(awaitable: Any, op: str) -> Any:
+        """Await one Redis call, mapping every client error to StoreUnavailable."""
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"{op} failed: {exc}") from exc
+
+
+def _queued(partition: int, entry_id: bytes, fields: dict[bytes, bytes], count: int) -> Queued:
+    return Queued(
+        partition=partition,
+        id=entry_id,
+        source=fields[b"source"].decode(),
+        event_type=fields[b"type"].decode(),
+        key=fields[b"key"].decode(),
+        body=fields[b"body"],
+        attempt=int(fields.get(b"attempts", 0)) + count,
+    )
 
 
 def durability_problems(version: str, settings: dict[str, str]) -> list[str]:

@@ -80,13 +80,15 @@ def test_a_taken_port_is_one_error_line_and_exit_1(redis_server: RedisServer) ->
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) not found")
 def test_as_pid_1_in_its_own_pid_namespace_sigterm_still_stops_it(
-    redis_server: RedisServer,
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
     admin_port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(free_port()), "GATEWAY_ADMIN_PORT": str(admin_port)}
     env["STORE_URL"] = redis_server.url
     args = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "gateway", "run"]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         try:
             wait_until(
@@ -101,16 +103,18 @@ def test_as_pid_1_in_its_own_pid_namespace_sigterm_still_stops_it(
             proc.kill()
             raise
         if proc.poll() is not None:
-            pytest.skip(f"cannot make a PID namespace here: {proc.stderr.read().decode()[:200]}")
+            pytest.skip(f"cannot make a PID namespace here: {log.read_text()[:200]}")
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         (pid1,) = children  # the gateway: PID 1 inside the namespace
         assert "NSpid:" in (status := Path(f"/proc/{pid1}/status").read_text())
         assert status.split("NSpid:")[1].split("\n")[0].split()[-1] == "1"
         os.kill(int(pid1), signal.SIGTERM)
-        assert proc.wait(20) == 0
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]

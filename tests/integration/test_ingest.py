@@ -9,11 +9,13 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.configs import config_variant
 from tests.support.processes import GatewayProcess, RedisServer, http_status, wait_until
 from tests.support.rawhttp import RawClient, post
 from tests.support.webhooks import Poster, post_once, seed, with_key
@@ -21,6 +23,20 @@ from tests.support.webhooks import Poster, post_once, seed, with_key
 pytestmark = pytest.mark.integration
 
 STREAM = "{gw:0}:q:app"
+
+
+@pytest.fixture
+def start_gateway(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> Callable[..., GatewayProcess]:
+    """Ingest only: the forwarder is off, so what was admitted stays in the queue."""
+    ingest_only = config_variant(tmp_path, {"forwarder": {"enabled": False}})
+    return lambda **kw: start_gateway(config=ingest_only, **kw)
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return start_gateway()
 
 
 def queued(db: redis.Redis) -> list[dict[bytes, bytes]]:

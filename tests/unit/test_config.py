@@ -13,6 +13,7 @@ import yaml
 from gateway.config import (
     Backoff,
     Config,
+    ForwarderConfig,
     Limits,
     Listen,
     RouteConfig,
@@ -79,7 +80,7 @@ DEFAULTS = Config(
     unrouted=None,
     data_dir="./data",
     log_level="info",
-    forwarder_enabled=True,
+    forwarder=ForwarderConfig(enabled=True, visibility_timeout=60.0, batch=100, consumer=""),
 )
 
 DELETE: Any = object()
@@ -203,7 +204,7 @@ def test_interpolated_strings_satisfy_typed_fields() -> None:
     }
     config = config_with(changes)
     assert (config.listen.port, config.limits.max_body) == (1234, 2 << 20)
-    assert (config.limits.max_pipelined, config.forwarder_enabled) == (4, False)
+    assert (config.limits.max_pipelined, config.forwarder.enabled) == (4, False)
 
 
 # --- Durations and sizes ------------------------------------------------------
@@ -277,6 +278,14 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
         ({"listen": {"port": 80.5}}, "listen.port: expected an integer 1-65535, got 80.5"),
         ({"listen": {"host": ""}}, 'listen.host: expected a non-empty string, got ""'),
         ({"forwarder": {"enabled": "yes"}}, 'forwarder.enabled: expected true or false, got "yes"'),
+        (
+            {"forwarder": {"visibility_timeout": "5s"}},
+            "forwarder.visibility_timeout: must be longer than the longest target timeout (10s)",
+        ),
+        (
+            {"forwarder": {"consumer": "Bad Name"}},
+            'forwarder.consumer: must match [a-z0-9][a-z0-9_-]{0,63}, got "Bad Name"',
+        ),
         ({"routes": {"source": "inbox"}}, "routes: expected a list, got a mapping"),
         ({"routes": ["inbox"]}, 'routes[0]: expected a mapping, got "inbox"'),
         ({"data_dir": None}, "data_dir: expected a non-empty string, got an empty value"),

@@ -1,0 +1,163 @@
+"""Where things run (CPU pinning) and what they run on (machine facts for the record)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """The server under test gets a core to itself; the load (wrk, Redis) the rest.
+
+    Without this, wrk and the server fight over the same cores and the result says
+    as much about the scheduler as about the server. No CPUs means "not pinned".
+    """
+
+    server_cpus: tuple[int, ...]
+    load_cpus: tuple[int, ...]
+    nproc: int
+    note: str
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.server_cpus)
+
+    @property
+    def wrk_threads(self) -> int:
+        # One wrk thread per load core saturates a single-core server; more would
+        # only time-share the load cores.
+        return min(2, max(1, self.nproc - 1))
+
+    def server(self, argv: Sequence[str]) -> list[str]:
+        return _taskset(self.server_cpus, argv)
+
+    def load(self, argv: Sequence[str]) -> list[str]:
+        return _taskset(self.load_cpus, argv)
+
+
+def _taskset(cpus: tuple[int, ...], argv: Sequence[str]) -> list[str]:
+    # taskset execs the command, so the pid we manage is the command's own.
+    if not cpus:
+        return list(argv)
+    return ["taskset", "-c", ",".join(map(str, cpus)), *argv]
+
+
+def plan_pinning(cpus: Collection[int], have_taskset: bool) -> Pinning:
+    ordered = tuple(sorted(cpus))
+    if len(ordered) < 2:
+        return Pinning((), (), len(ordered), "not pinned: only 1 CPU")
+    if not have_taskset:
+        return Pinning((), (), len(ordered), "not pinned: taskset not found")
+    server, load = ordered[:1], ordered[1:]
+    note = f"server on CPU {_cpu_list(server)}; wrk and redis on CPU {_cpu_list(load)} (taskset)"
+    return Pinning(server, load, len(ordered), note)
+
+
+def _cpu_list(cpus: tuple[int, ...]) -> str:
+    return ",".join(map(str, cpus))
+
+
+def this_machine_pinning() -> Pinning:
+    # The CPUs we may use, not the host's count: a container may see 64 and get 2.
+    return plan_pinning(os.sched_getaffinity(0), shutil.which("taskset") is not None)
+
+
+class CpuWatch:
+    """CPU used during one measurement, as shares of a core: by the server process,
+    and on the load CPUs (wrk and Redis, and anything else that ran there).
+
+    A server well under 100% while the load CPUs are saturated was not the limit;
+    either number off its usual value means something else competed for the CPU.
+    """
+
+    __slots__ = ("_load_cpus", "_load_start", "_server", "_server_start", "_start")
+
+    def __init__(self, server_cpu_seconds: Callable[[], float | None], pinning: Pinning) -> None:
+        self._server = server_cpu_seconds
+        self._load_cpus = pinning.load_cpus
+        self._start = time.monotonic()
+        self._server_start = server_cpu_seconds()
+        self._load_start = cpu_ticks(self._load_cpus)
+
+    def server_share(self) -> float | None:
+        now = self._server()
+        if now is None or self._server_start is None:
+            return None
+        return round((now - self._server_start) / (time.monotonic() - self._start), 3)
+
+    def load_share(self) -> float | None:
+        """Busy share of the load CPUs together (1.0: all of them fully busy)."""
+        if not self._load_cpus:
+            return None
+        busy_start, total_start = self._load_start
+        busy, total = cpu_ticks(self._load_cpus)
+        elapsed = total - total_start
+        return round((busy - busy_start) / elapsed, 3) if elapsed else None
+
+
+def cpu_ticks(cpus: Collection[int]) -> tuple[int, int]:
+    """(busy, total) clock ticks of these CPUs since boot, from /proc/stat."""
+    busy = total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+            total += sum(ticks)
+            busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy, total
+
+
+def machine_facts(pinning: Pinning) -> dict[str, Any]:
+    return {
+        "nproc": pinning.nproc,
+        "cpu_model": _cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis": _version(["redis-server", "--version"], r"v=(\S+)"),
+        "wrk": _version(["wrk", "--version"], r"^wrk (\S+)"),
+        "packages": {name: _package_version(name) for name in ("uvloop", "httptools", "redis")},
+        "pinning": {
+            "pinned": pinning.pinned,
+            "server_cpus": list(pinning.server_cpus),
+            "load_cpus": list(pinning.load_cpus),
+            "note": pinning.note,
+        },
+        "executable": sys.executable,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    return match[1].strip() if match else "unknown"
+
+
+def _version(argv: list[str], pattern: str) -> str:
+    try:
+        # wrk prints its version with usage and exits 1, so the exit code is ignored.
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+    match = re.search(pattern, done.stdout + done.stderr, re.MULTILINE)
+    return match[1] if match else "unknown"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"

@@ -1,0 +1,131 @@
+"""The servers the harness measures, one declarative entry each.
+
+To add a baseline, append a `System` to `SYSTEMS`. Strings in `argv`, `env` and the URLs
+are templates over the launch values: {python} {repo} {workdir} {port} {admin_port}
+{store_url}, plus whatever the entry's `prepare` returns. Every system gets a fresh
+`port` and `admin_port`, an empty Redis at `store_url`, and a private `workdir`.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+GATEWAY_CONFIG = REPO / "config" / "gateway.yaml"
+
+Prepare = Callable[[Path], Mapping[str, str]]
+
+
+class SystemSetupError(RuntimeError):
+    """A system cannot even be launched (its config is missing or invalid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    name: str
+    description: str
+    argv: tuple[str, ...]
+    ready_url: str
+    target_url: str = "http://127.0.0.1:{port}/webhooks/inbox"
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    prepare: Prepare | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A `System` with every template filled in: what actually runs."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    ready_url: str
+    target_url: str
+
+
+def resolve(system: System, values: Mapping[str, str], workdir: Path) -> Launch:
+    """Fill the templates; runs `prepare` first, which may raise `SystemSetupError`."""
+    extra = system.prepare(workdir) if system.prepare else {}
+    values = {**values, **extra}
+    try:
+        return Launch(
+            name=system.name,
+            argv=tuple(arg.format_map(values) for arg in system.argv),
+            env={key: value.format_map(values) for key, value in system.env.items()},
+            ready_url=system.ready_url.format_map(values),
+            target_url=system.target_url.format_map(values),
+        )
+    except KeyError as exc:
+        raise SystemSetupError(f"{system.name}: unknown template value {exc}") from None
+
+
+def http_ok(url: str) -> bool:
+    """True once `url` answers GET with 200; any connection error means "not yet"."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def ingest_only_config(workdir: Path) -> dict[str, str]:
+    """A copy of config/gateway.yaml with the forwarder paused.
+
+    The benchmark has no application behind the gateway: a running forwarder would
+    spend the measured core on connection errors and retries, so the run would
+    measure neither ingest nor forwarding. Forwarding gets its own scenario later.
+    """
+    if not GATEWAY_CONFIG.is_file():
+        raise SystemSetupError(f"{GATEWAY_CONFIG.relative_to(REPO)} does not exist")
+    doc = yaml.safe_load(GATEWAY_CONFIG.read_text()) or {}
+    forwarder = doc.setdefault("forwarder", {}) if isinstance(doc, dict) else None
+    if not isinstance(forwarder, dict):
+        raise SystemSetupError(f"{GATEWAY_CONFIG.relative_to(REPO)}: no 'forwarder' mapping")
+    forwarder["enabled"] = False
+    copy = workdir / "gateway.ingest.yaml"
+    copy.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return {"config": str(copy)}
+
+
+SYSTEMS: tuple[System, ...] = (
+    System(
+        name="bare",
+        description="uvloop + httptools, canned 200, no work: the ceiling of our stack",
+        argv=("{python}", "-m", "benchmarks.bare_server", "--port", "{port}"),
+        ready_url="http://127.0.0.1:{port}/",
+    ),
+    System(
+        name="gateway",
+        description="the gateway, ingest only (forwarder paused), Redis store",
+        argv=("{python}", "-m", "gateway", "run", "--config", "{config}"),
+        env=MappingProxyType(
+            {
+                "GATEWAY_PORT": "{port}",
+                "GATEWAY_ADMIN_PORT": "{admin_port}",
+                "STORE_URL": "{store_url}",
+                "GATEWAY_DATA_DIR": "{workdir}",
+                "LOG_LEVEL": "warning",
+            }
+        ),
+        ready_url="http://127.0.0.1:{admin_port}/readyz",
+        prepare=ingest_only_config,
+    ),
+)
+
+
+def select(names: str | None) -> tuple[System, ...]:
+    """The systems named in a comma-separated list, in the list's order; all if None."""
+    if names is None:
+        return SYSTEMS
+    by_name = {system.name: system for system in SYSTEMS}
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown or not wanted:
+        raise ValueError(f"unknown system(s) {unknown}; known: {', '.join(by_name)}")
+    return tuple(by_name[name] for name in wanted)

@@ -1,0 +1,109 @@
+"""How an event is put on the wire to a target (DESIGN.md §4). Pure: no I/O.
+
+The static part of every request head (request line, Host, extra headers) is
+built once per target; per event only the few varying headers are added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote
+
+import msgspec
+
+import gateway
+from gateway.config import SourceConfig, TargetConfig
+from gateway.models import Queued
+from gateway.sources import SOURCE_KINDS, CloudEvent, InboxComponents
+
+Request = tuple[bytes, bytes]  # (complete head ending in a blank line, body)
+
+# CloudEvents HTTP binding §3.1.3.2: percent-encode space, '"', '%' and
+# everything outside printable ASCII (as UTF-8) in ce-* header values.
+_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+
+def ce_header_value(value: str) -> bytes:
+    return quote(value, safe=_SAFE).encode("ascii")
+
+
+class UnknownSource(Exception):
+    """The queued event names a source the config no longer has."""
+
+
+class Renderer:
+    def __init__(self, target: TargetConfig, sources: Mapping[str, SourceConfig]) -> None:
+        self.format = target.format
+        host = target.host if ":" not in target.host else f"[{target.host}]"
+        lines = [
+            f"POST {target.path} HTTP/1.1",
+            f"Host: {host}:{target.port}",
+            f"User-Agent: webhook-gateway/{gateway.__version__}",
+            *(f"{name}: {value}" for name, value in target.headers),
+        ]
+        self._static = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self._sources: dict[str, tuple[InboxComponents, str]] = {
+            name: (SOURCE_KINDS[s.kind](), s.ce_source) for name, s in sources.items()
+        }
+
+    def render(self, entry: Queued) -> Request:
+        if self.format == "raw":
+            return self._raw(entry)
+        found = self._sources.get(entry.source)
+        if found is None:
+            raise UnknownSource(f"source {entry.source!r} is not configured")
+        kind, ce_source = found
+        event = kind.cloudevent(ce_source, entry.body)
+        if self.format == "cloudevents-structured":
+            return self._structured(event, entry.attempt)
+        return self._binary(event, entry.attempt)
+
+    def _binary(self, event: CloudEvent, attempt: int) -> Request:
+        headers = [
+            b"ce-specversion: 1.0",
+            b"ce-id: " + ce_header_value(event.id),
+            b"ce-type: " + ce_header_value(event.type),
+            b"ce-source: " + ce_header_value(event.source),
+        ]
+        if event.time is not None:
+            headers.append(b"ce-time: " + ce_header_value(event.time))
+        if event.subject is not None:
+            headers.append(b"ce-subject: " + ce_header_value(event.subject))
+        headers.append(b"ce-attempt: %d" % attempt)
+        if event.data:
+            headers.append(b"Content-Type: application/json")
+        return self._finish(headers, event.data)
+
+    def _structured(self, event: CloudEvent, attempt: int) -> Request:
+        attributes: dict[str, object] = {
+            "specversion": "1.0",
+            "id": event.id,
+            "type": event.type,
+            "source": event.source,
+        }
+        if event.time is not None:
+            attributes["time"] = event.time
+        if event.subject is not None:
+            attributes["subject"] = event.subject
+        attributes["attempt"] = attempt
+        body = msgspec.json.encode(attributes)
+        if event.data:
+            # Splice the data bytes in as received: no re-serialization.
+            body = body[:-1] + b',"datacontenttype":"application/json","data":' + event.data + b"}"
+        headers = [b"Content-Type: application/cloudevents+json; charset=utf-8"]
+        return self._finish(headers, body)
+
+    def _raw(self, entry: Queued) -> Request:
+        # Key and event type are visible ASCII (checked at ingest): header-safe.
+        headers = [
+            b"Content-Type: application/json",
+            b"Idempotency-Key: " + entry.key.encode(),
+            b"X-Webhook-Event: " + entry.event_type.encode(),
+            b"X-Webhook-Source: " + entry.source.encode(),
+            b"X-Webhook-Attempt: %d" % entry.attempt,
+        ]
+        return self._finish(headers, entry.body)
+
+    def _finish(self, headers: list[bytes], body: bytes) -> Request:
+        headers.append(b"Content-Length: %d" % len(body))
+        return self._static + b"\r\n".join(headers) + b"\r\n\r\n", body

@@ -1,0 +1,359 @@
+"""The forwarder: claim -> deliver -> ack / retry later / dead-letter, per target.
+
+One consumer per process in the consumer group of each target's stream.
+Entries are claimed only while a delivery slot is free, so nothing claimed
+waits in memory. The attempt number is counted durably before the attempt:
+Redis raises an entry's delivery counter as part of the claim. Ack, retry
+and dead-letter bookkeeping run as owned tasks awaited through a shield, so
+cancelling a delivery at shutdown cannot cut them in half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import time
+from collections.abc import Coroutine, Mapping
+from functools import partial
+from typing import Any
+
+import structlog
+
+from gateway.config import ForwarderConfig, SourceConfig, TargetConfig
+from gateway.errors import StoreUnavailable
+from gateway.formats import Renderer, UnknownSource
+from gateway.metrics import Metrics, TargetMetrics
+from gateway.models import Queued
+from gateway.policy import Verdict, judge, next_delay
+from gateway.store.redis import RedisStore
+from gateway.upstream import ConnectError, Pool, UpstreamError, UpstreamTimeout
+
+log = structlog.get_logger("gateway.forwarder")
+
+BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
+_IDLE_RETRY = 1.0  # seconds between store calls while the store is down
+_DEPTH_INTERVAL = 2.0  # seconds between queue depth readings
+_LOOP_STOP_TIMEOUT = 2.0
+
+
+class _Stopped(Exception):
+    """Raised inside a forwarder loop once stop() has begun."""
+
+
+def consumer_name(config: ForwarderConfig) -> str:
+    """A stable name per pod: a restarted container resumes its own pending entries."""
+    return config.consumer or socket.gethostname().lower()
+
+
+class TargetForwarder:
+    def __init__(
+        self,
+        target: TargetConfig,
+        sources: Mapping[str, SourceConfig],
+        store: RedisStore,
+        config: ForwarderConfig,
+        metrics: TargetMetrics,
+    ) -> None:
+        self.target = target
+        self._store = store
+        self._config = config
+        self._metrics = metrics
+        self._consumer = consumer_name(config)
+        self._renderer = Renderer(target, sources)
+        self._pool = Pool(
+            target.host,
+            target.port,
+            concurrency=target.concurrency,
+            connect_timeout=target.connect_timeout,
+            timeout=target.timeout,
+        )
+        self._rng = random.Random()
+        self._free = target.concurrency
+        self._slot_freed = asyncio.Event()
+        self._retry_scheduled = asyncio.Event()
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._delivering: set[tuple[int, bytes]] = set()  # (partition, entry id) in flight
+        self._bookkeeping: set[asyncio.Task[Any]] = set()
+        self._acks: dict[int, list[bytes]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def start(self) -> None:
+        for partition in range(self._store.partitions):
+            self._run(self._consume(partition))
+            self._run(self._promote(partition))
+        self._run(self._reclaim())
+        self._run(self._watch_depth())
+
+    def _run(self, loop_body: Coroutine[Any, Any, None]) -> None:
+        self._loops.append(asyncio.get_running_loop().create_task(_until_stopped(loop_body)))
+
+    # -- claiming -------------------------------------------------------------
+
+    async def _consume(self, partition: int) -> None:
+        await self._until_ok(lambda: self._store.ensure_group(partition, self.target.name))
+        await self._resume_own(partition)
+        while not self._stopping:
+            await self._wait_for_slot()
+            count = min(self._free, self._config.batch)
+            claim = partial(
+                self._store.claim, partition, self.target.name, self._consumer, count, BLOCK_MS
+            )
+            claimed = await self._until_ok(claim)
+            for entry in claimed:
+                self._start(entry)
+
+    async def _resume_own(self, partition: int) -> None:
+        """Deliver what this consumer name had claimed before a crash or restart."""
+        while not self._stopping:
+            await self._wait_for_slot()
+            count = min(self._free, self._config.batch)
+            claim = partial(
+                self._store.claim_own_pending, partition, self.target.name, self._consumer, count
+            )
+            own = await self._until_ok(claim)
+            fresh = [e for e in own if not self._in_flight(e)]
+            for entry in fresh:
+                self._start(entry)
+            if not fresh:
+                return
+
+    async def _reclaim(self) -> None:
+        """Claim entries that a crashed or frozen consumer left pending too long."""
+        idle_ms = int(self._config.visibility_timeout * 1000)
+        while not self._stopping:
+            await asyncio.sleep(max(1.0, self._config.visibility_timeout / 4))
+            for partition in range(self._store.partitions):
+                if self._free == 0:
+                    break
+                claim = partial(
+                    self._store.claim_stale,
+                    partition,
+                    self.target.name,
+                    self._consumer,
+                    idle_ms,
+                    self._free,
+                )
+                stale = await self._until_ok(claim)
+                for entry in stale:
+                    if not self._in_flight(entry):
+                        self._start(entry)
+
+    async def _promote(self, partition: int) -> None:
+        """Put due retries back on the stream, waking early when one is scheduled."""
+        while not self._stopping:
+            now_ms = int(time.time() * 1000)
+            promote = partial(self._store.promote_due, partition, self.target.name, now_ms)
+            next_due = await self._until_ok(promote)
+            wait = 1.0 if next_due is None else (next_due - now_ms) / 1000
+            self._retry_scheduled.clear()
+            try:
+                async with asyncio.timeout(min(1.0, max(0.005, wait))):
+                    await self._retry_scheduled.wait()
+            except TimeoutError:
+                pass
+
+    async def _watch_depth(self) -> None:
+        while not self._stopping:
+            total, oldest = 0, None
+            for partition in range(self._store.partitions):
+                try:
+                    depth, first = await self._store.depth(partition, self.target.name)
+                except StoreUnavailable:
+                    break
+                total += depth
+                if first is not None and (oldest is None or first < oldest):
+                    oldest = first
+            self._metrics.depth.set(total)
+            age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+            self._metrics.oldest_age.set(age)
+            await asyncio.sleep(_DEPTH_INTERVAL)
+
+    async def _until_ok(self, call: Any) -> Any:
+        """Run a store call until it succeeds: an outage pauses the forwarder."""
+        while True:
+            if self._stopping:
+                raise _Stopped
+            try:
+                return await call()
+            except StoreUnavailable as exc:
+                log.warning("forwarder_store_unavailable", target=self.target.name, error=str(exc))
+                await asyncio.sleep(_IDLE_RETRY)
+
+    async def _wait_for_slot(self) -> None:
+        while self._free == 0 and not self._stopping:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    # -- delivering -----------------------------------------------------------
+
+    def _in_flight(self, entry: Queued) -> bool:
+        return (entry.partition, entry.id) in self._delivering
+
+    def _start(self, entry: Queued) -> None:
+        self._free -= 1
+        self._delivering.add((entry.partition, entry.id))
+        task = asyncio.get_running_loop().create_task(self._deliver(entry))
+        self._deliveries.add(task)
+        task.add_done_callback(lambda t: self._delivery_done(t, entry))
+
+    def _delivery_done(self, task: asyncio.Task[None], entry: Queued) -> None:
+        self._deliveries.discard(task)
+        self._delivering.discard((entry.partition, entry.id))
+        self._free += 1
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery_crashed", target=self.target.name, error=repr(task.exception()))
+
+    async def _deliver(self, entry: Queued) -> None:
+        if entry.attempt > self.target.max_attempts:
+            # Earlier attempts crashed or froze the gateway mid-delivery.
+            await self._dead_letter(entry, 0, "attempts exhausted during a crash or freeze")
+            return
+        try:
+            head, body = self._renderer.render(entry)
+        except UnknownSource as exc:
+            await self._dead_letter(entry, 0, str(exc))
+            return
+        status, error, retry_after = await self._attempt(head, body)
+        verdict = judge(status)
+        if verdict is Verdict.DELIVERED:
+            self._ack_later(entry)
+        elif verdict is Verdict.RETRY and entry.attempt < self.target.max_attempts:
+            bounds = (self.target.backoff.initial, self.target.backoff.max)
+            delay = next_delay(entry.attempt, status, retry_after, bounds, time.time(), self._rng)
+            due_ms = int((time.time() + delay) * 1000)
+            await self._settle(self._store.retry_later(entry, self.target.name, due_ms))
+            self._retry_scheduled.set()
+        else:
+            await self._dead_letter(entry, status, error or f"HTTP {status}")
+
+    async def _attempt(self, head: bytes, body: bytes) -> tuple[int, str, bytes | None]:
+        """One HTTP attempt: (status or 0, error text, Retry-After header)."""
+        started = time.perf_counter()
+        try:
+            response = await self._pool.request(head, body)
+        except UpstreamError as exc:
+            self._metrics.duration.observe(time.perf_counter() - started)
+            self._metrics.outcome(_error_outcome(exc))
+            return 0, f"{type(exc).__name__}: {exc}", None
+        self._metrics.duration.observe(time.perf_counter() - started)
+        ok = 200 <= response.status < 300
+        self._metrics.outcome("delivered" if ok else "http_error")
+        return response.status, "", response.header(b"retry-after")
+
+    async def _dead_letter(self, entry: Queued, status: int, error: str) -> None:
+        now_ms = int(time.time() * 1000)
+        await self._settle(
+            self._store.dead_letter(entry, self.target.name, status, error[:500], now_ms)
+        )
+        self._metrics.dead_letters.inc()
+        log.warning(
+            "dead_lettered",
+            target=self.target.name,
+            key=entry.key,
+            event_type=entry.event_type,
+            status=status,
+            attempts=entry.attempt,
+            error=error[:200],
+        )
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def _ack_later(self, entry: Queued) -> None:
+        """Acks of one loop tick go to Redis as one call per partition."""
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        self._acks.setdefault(entry.partition, []).append(entry.id)
+
+    def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, {}
+        for partition, ids in acks.items():
+            self._own(self._store.ack(partition, self.target.name, ids))
+
+    async def _settle(self, call: Coroutine[Any, Any, None]) -> None:
+        await asyncio.shield(self._own(call))
+
+    def _own(self, call: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(_logged(call, self.target.name))
+        self._bookkeeping.add(task)
+        task.add_done_callback(self._bookkeeping.discard)
+        return task
+
+    # -- shutdown -------------------------------------------------------------
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let deliveries finish within `grace`; leave the rest pending."""
+        # The flag, not only cancel(): a cancellation that lands inside a
+        # redis-py call can be absorbed there (seen on Python 3.11), and the
+        # loop must still end at its next turn.
+        self._stopping = True
+        self._slot_freed.set()
+        self._retry_scheduled.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.wait(self._loops, timeout=_LOOP_STOP_TIMEOUT)
+        if self._deliveries:
+            _, late = await asyncio.wait(set(self._deliveries), timeout=grace)
+            for task in late:
+                task.cancel()  # its entry stays pending: delivered after the restart
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._acks:
+            self._flush_acks()
+        if self._bookkeeping:
+            await asyncio.wait(set(self._bookkeeping), timeout=max(grace, 1.0))
+        await self._pool.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"<TargetForwarder {self.target.name} in_flight={len(self._deliveries)} "
+            f"free={self._free} bookkeeping={len(self._bookkeeping)} pool={self._pool!r}>"
+        )
+
+
+class Forwarder:
+    """Every target's forwarder, started and stopped together."""
+
+    def __init__(
+        self,
+        targets: tuple[TargetConfig, ...],
+        sources: tuple[SourceConfig, ...],
+        store: RedisStore,
+        config: ForwarderConfig,
+        metrics: Metrics,
+    ) -> None:
+        by_name = {s.name: s for s in sources}
+        self.targets = [
+            TargetForwarder(t, by_name, store, config, metrics.target(t.name)) for t in targets
+        ]
+
+    def start(self) -> None:
+        for target in self.targets:
+            target.start()
+
+    async def stop(self, grace: float) -> None:
+        await asyncio.gather(*(t.stop(grace) for t in self.targets))
+
+
+def _error_outcome(exc: UpstreamError) -> str:
+    if isinstance(exc, ConnectError):
+        return "connect_error"
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    return "protocol_error"
+
+
+async def _until_stopped(loop_body: Coroutine[Any, Any, None]) -> None:
+    with contextlib.suppress(_Stopped):
+        await loop_body
+
+
+async def _logged(call: Coroutine[Any, Any, None], target: str) -> None:
+    try:
+        await call
+    except StoreUnavailable as exc:
+        # The entry stays pending and is claimed again after the visibility
+        # timeout: a possible duplicate delivery, never a lost event.
+        log.error("forwarder_bookkeeping_failed", target=target, error=str(exc))

@@ -1,0 +1,128 @@
+"""The Lua scripts of the Redis store. Every key a script touches is in KEYS.
+
+Each script is one atomic step of an event's life; scripts are atomic but
+never rolled back, so each orders its writes so that a failure midway leaves
+a duplicate at worst, never a loss.
+"""
+
+# ARGV: ttl_ms, n, then per event: token, source, type, key, body, n_targets,
+# and that many 1-based offsets into the stream keys that follow the n
+# marker keys in KEYS.
+#
+# Enqueue before mark: if a write fails midway, the worst left behind is an
+# enqueued event without its marker (a possible duplicate), never a marker
+# without its event (a loss). A marker holding this request's own token means
+# redis-py re-sent the call after a lost reply: that event is ours and already
+# queued, so "accepted". The `#!lua` shebang makes Redis refuse the whole
+# script up front when over maxmemory, instead of failing between two writes.
+ADMIT = """#!lua
+local ttl = ARGV[1]
+local n = tonumber(ARGV[2])
+local out = {}
+local a = 3
+for i = 1, n do
+  local token = ARGV[a]
+  local nt = tonumber(ARGV[a + 5])
+  local held = redis.call('GET', KEYS[i])
+  if not held then
+    for j = 1, nt do
+      redis.call('XADD', KEYS[n + tonumber(ARGV[a + 5 + j])], '*',
+        'source', ARGV[a + 1], 'type', ARGV[a + 2], 'key', ARGV[a + 3], 'body', ARGV[a + 4])
+    end
+    redis.call('SET', KEYS[i], token, 'PX', ttl)
+    out[i] = 1
+  elseif held == token then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  a = a + 6 + nt
+end
+return out
+"""
+
+# KEYS: stream. ARGV: group, id... Delivered entries leave the stream at once,
+# so the stream only ever holds undelivered events: nothing is trimmed, and
+# its length is the queue depth.
+ACK = """#!lua
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+"""
+
+# Shared by RETRY and DEAD_LETTER: an entry's fields without the bookkeeping
+# ones, plus `since` (when it was first queued: the ms part of its first id).
+_FIELDS = """
+local function event_fields(id, fields, drop)
+  local out = {}
+  local since = string.match(id, '^(%d+)')
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if name == 'since' then since = fields[i + 1]
+    elseif not drop[name] then
+      out[#out + 1] = name
+      out[#out + 1] = fields[i + 1]
+    end
+  end
+  out[#out + 1] = 'since'
+  out[#out + 1] = since
+  return out
+end
+"""
+
+# KEYS: stream, retry zset, retry hash. ARGV: group, id, due_ms, attempts.
+# The event waits in the hash (by its old id) until due, then PROMOTE puts it
+# back on the stream. Copy first, then ack: a failure leaves a duplicate.
+RETRY = (
+    "#!lua\n"
+    + _FIELDS
+    + """
+local found = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if #found == 1 then
+  local out = event_fields(ARGV[2], found[1][2], {attempts = true})
+  out[#out + 1] = 'attempts'
+  out[#out + 1] = ARGV[4]
+  redis.call('HSET', KEYS[3], ARGV[2], cmsgpack.pack(out))
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return #found
+"""
+)
+
+# KEYS: stream, dead-letter stream. ARGV: group, id, attempts, status, error, failed_ms.
+DEAD_LETTER = (
+    "#!lua\n"
+    + _FIELDS
+    + """
+local found = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if #found == 1 then
+  local drop = {attempts = true, status = true, error = true, failed_at = true, queued_id = true}
+  local out = event_fields(ARGV[2], found[1][2], drop)
+  local extra = {'attempts', ARGV[3], 'status', ARGV[4], 'error', ARGV[5],
+                 'failed_at', ARGV[6], 'queued_id', ARGV[2]}
+  for i = 1, #extra do out[#out + 1] = extra[i] end
+  redis.call('XADD', KEYS[2], '*', unpack(out))
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return #found
+"""
+)
+
+# KEYS: stream, retry zset, retry hash. ARGV: now_ms, limit.
+# Returns {moved, next due ms or -1}.
+PROMOTE = """#!lua
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(due) do
+  local packed = redis.call('HGET', KEYS[3], id)
+  if packed then
+    redis.call('XADD', KEYS[1], '*', unpack(cmsgpack.unpack(packed)))
+    redis.call('HDEL', KEYS[3], id)
+  end
+  redis.call('ZREM', KEYS[2], id)
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {#due, -1} end
+return {#due, tonumber(nxt[2])}
+"""
