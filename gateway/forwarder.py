@@ -107,18 +107,25 @@ class TargetForwarder:
 
     async def _resume_own(self, partition: int) -> None:
         """Deliver what this consumer name had claimed before a crash or restart."""
+        after = b"0"
         while not self._stopping:
             await self._wait_for_slot()
             count = min(self._free, self._config.batch)
             claim = partial(
-                self._store.claim_own_pending, partition, self.target.name, self._consumer, count
+                self._store.claim_own_pending,
+                partition,
+                self.target.name,
+                self._consumer,
+                count,
+                after,
             )
             own = await self._until_ok(claim)
-            fresh = [e for e in own if not self._in_flight(e)]
-            for entry in fresh:
-                self._start(entry)
-            if not fresh:
+            if not own:
                 return
+            after = own[-1].id
+            for entry in own:
+                if not self._in_flight(entry):
+                    self._start(entry)
 
     async def _reclaim(self) -> None:
         """Claim entries that a crashed or frozen consumer left pending too long."""

@@ -123,22 +123,31 @@ class RedisStore:
     ) -> list[Queued]:
         """New entries for this consumer (XREADGROUP >): first delivery of each."""
         stream = self.keys.stream(partition, target)
-        reply = await self._call(
-            self.redis.xreadgroup(
-                GROUP, consumer, {stream: ">"}, count=count, block=block_ms or None
-            ),
-            "claim",
+        read = self.redis.xreadgroup(
+            GROUP, consumer, {stream: ">"}, count=count, block=block_ms or None
         )
+        try:
+            reply: Any = await read
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise StoreUnavailable(f"claim failed: {exc}") from exc
+            # The stream or group vanished (a Redis restart without AOF, a
+            # FLUSHALL): recreate it instead of failing forever.
+            await self.ensure_group(partition, target)
+            return []
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"claim failed: {exc}") from exc
         entries = reply[0][1] if reply else []
         return [_queued(partition, entry_id, fields, 1) for entry_id, fields in entries]
 
     async def claim_own_pending(
-        self, partition: int, target: str, consumer: str, count: int
+        self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
     ) -> list[Queued]:
-        """Entries this consumer name claimed before a crash (XREADGROUP 0)."""
+        """Entries this consumer name claimed before a crash, with ids past `after`
+        (XREADGROUP reading its own history)."""
         stream = self.keys.stream(partition, target)
         reply = await self._call(
-            self.redis.xreadgroup(GROUP, consumer, {stream: "0"}, count=count), "claim"
+            self.redis.xreadgroup(GROUP, consumer, {stream: after}, count=count), "claim"
         )
         found = reply[0][1] if reply else []
         gone = [i for i, f in found if not f]  # acked and deleted, yet still in our PEL

@@ -235,3 +235,51 @@ def gw_metrics(gw: GatewayProcess) -> str:
 
     with urllib.request.urlopen(gw.admin("/metrics"), timeout=5) as response:
         return str(response.read().decode())
+
+
+def test_fan_out_delivers_and_retries_per_target(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_db: redis.Redis,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    audit = {"url": sink.url + "/audit", "format": "raw", "backoff": {"initial": "50ms"}}
+    changes = {
+        "targets": {"audit": audit},
+        "routes": [
+            {"source": "inboxcomponents", "events": ["message.*"], "targets": ["app", "audit"]}
+        ],
+    }
+    gw = start_gateway(config=config_variant(tmp_path, changes))
+    sink.plan("fan", 200, 503)  # the first request (either target) passes, the second fails once
+    assert post_once(gw.port, with_key("fan")).status == 200
+    sink.wait_for(lambda s: len(s.received("fan")) == 3, what="two deliveries and one retry")
+    paths = sorted(r.path for r in sink.received("fan"))
+    assert paths.count("/events") + paths.count("/events/audit") == 3
+    assert {"/events", "/events/audit"} <= set(paths)
+    assert redis_db.xlen("{gw:0}:dead:app") == redis_db.xlen("{gw:0}:dead:audit") == 0
+    raw = next(r for r in sink.received("fan") if r.path == "/events/audit")
+    assert raw.body == with_key("fan")  # raw format: the provider's body byte for byte
+
+
+def test_unrouted_events_are_acked_counted_and_dropped(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_db: redis.Redis,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    changes = {
+        "routes": [{"source": "inboxcomponents", "events": ["message.sent"], "targets": ["app"]}]
+    }
+    gw = start_gateway(config=config_variant(tmp_path, changes))
+    assert post_once(gw.port, with_key("lost-cause")).json()["status"] == "accepted"
+    assert post_once(gw.port, with_key("kept", "message.sent")).status == 200
+    sink.wait_for(lambda s: s.keys()["kept"] == 1, what="the routed event")
+    assert sink.keys()["lost-cause"] == 0
+    assert 'webhook_gateway_unrouted_total{source="inboxcomponents"} 1.0' in gw_metrics(gw)
+
+
+def test_delivery_resumes_when_redis_loses_the_consumer_group(
+    gateway: GatewayProcess, sink: Sink, redis_db: redis.Redis
+) -> None:
+    assert post_once(gateway.port, with_key("before-flush")).status == 200
+    sink.wait_for(lambda s: s.keys()["before-flush"] == 1, what="the first delivery")
+    redis_db.flushall()  # as a Redis restarted without persistence would be
+    assert post_once(gateway.port, with_key("after-flush")).status == 200
+    sink.wait_for(lambda s: s.keys()["after-flush"] == 1, what="delivery after the flush")
