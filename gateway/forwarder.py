@@ -36,6 +36,7 @@ BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
 _IDLE_RETRY = 1.0  # seconds between store calls while the store is down
 _DEPTH_INTERVAL = 2.0  # seconds between queue depth readings
 _LOOP_STOP_TIMEOUT = 2.0
+_OUTAGE_LOG_INTERVAL = 10.0  # one log line per target per 10 s while the store is down
 
 
 class _Stopped(Exception):
@@ -79,6 +80,7 @@ class TargetForwarder:
         self._acks: dict[int, list[bytes]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._outage_logged = -_OUTAGE_LOG_INTERVAL
 
     def start(self) -> None:
         for partition in range(self._store.partitions):
@@ -186,7 +188,12 @@ class TargetForwarder:
             try:
                 return await call()
             except StoreUnavailable as exc:
-                log.warning("forwarder_store_unavailable", target=self.target.name, error=str(exc))
+                now = time.monotonic()
+                if now - self._outage_logged >= _OUTAGE_LOG_INTERVAL:
+                    self._outage_logged = now
+                    log.warning(
+                        "forwarder_store_unavailable", target=self.target.name, error=str(exc)
+                    )
                 await asyncio.sleep(_IDLE_RETRY)
 
     async def _wait_for_slot(self) -> None:

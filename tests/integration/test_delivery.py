@@ -283,3 +283,25 @@ def test_delivery_resumes_when_redis_loses_the_consumer_group(
     redis_db.flushall()  # as a Redis restarted without persistence would be
     assert post_once(gateway.port, with_key("after-flush")).status == 200
     sink.wait_for(lambda s: s.keys()["after-flush"] == 1, what="delivery after the flush")
+
+
+def test_queue_metrics_show_the_backlog_while_the_app_is_down(
+    gateway: GatewayProcess, sink: Sink, redis_db: redis.Redis
+) -> None:
+    sink.default_status = 503
+    for i in range(3):
+        assert post_once(gateway.port, with_key(f"backlog-{i}")).status == 200
+
+    def depth() -> float:
+        for line in gw_metrics(gateway).splitlines():
+            if line.startswith('webhook_gateway_queue_depth{target="app"}'):
+                return float(line.split()[-1])
+        return -1.0
+
+    wait_until(lambda: depth() == 3.0, what="queue_depth 3")
+    assert 'webhook_gateway_forward_attempts_total{outcome="http_error",target="app"}' in (
+        gw_metrics(gateway)
+    )
+    sink.default_status = 200
+    sink.wait_for(lambda s: all(s.keys()[f"backlog-{i}"] >= 1 for i in range(3)), what="recovery")
+    wait_until(lambda: depth() == 0.0, what="queue_depth 0")
