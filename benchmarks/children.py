@@ -149,13 +149,24 @@ def _signal_group(child: Child, signum: signal.Signals) -> None:
 
 def wait_for(ready: Callable[[], bool], child: Child, timeout_s: float, what: str) -> None:
     """Poll `ready` until it holds, failing early if `child` exits first."""
+    wait_until(ready, [child], timeout_s, what)
+
+
+def wait_until(
+    ready: Callable[[], bool], watched: Sequence[Child], timeout_s: float, what: str
+) -> float:
+    """Poll `ready` until it holds and return the time.monotonic() it was seen to;
+    fail early if any watched child exits first."""
     deadline = time.monotonic() + timeout_s
     while not ready():
-        if child.returncode is not None:
-            raise ChildFailed(f"{child.name} exited with code {child.returncode} before {what}")
+        for child in watched:
+            if child.returncode is not None:
+                raise ChildFailed(f"{child.name} exited with code {child.returncode} before {what}")
         if time.monotonic() > deadline:
-            raise ChildFailed(f"{child.name}: not {what} within {timeout_s:g}s")
+            names = ", ".join(child.name for child in watched)
+            raise ChildFailed(f"{names}: not {what} within {timeout_s:g}s")
         time.sleep(POLL_INTERVAL_S)
+    return time.monotonic()
 
 
 def free_ports(count: int) -> list[int]:

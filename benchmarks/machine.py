@@ -18,7 +18,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Pinning:
-    """The server under test gets a core to itself; the load (wrk, Redis) the rest.
+    """The server under test gets a core to itself; the load (wrk, Redis, sink) the rest.
 
     Without this, wrk and the server fight over the same cores and the result says
     as much about the scheduler as about the server. No CPUs means "not pinned".
@@ -60,7 +60,10 @@ def plan_pinning(cpus: Collection[int], have_taskset: bool) -> Pinning:
     if not have_taskset:
         return Pinning((), (), len(ordered), "not pinned: taskset not found")
     server, load = ordered[:1], ordered[1:]
-    note = f"server on CPU {_cpu_list(server)}; wrk and redis on CPU {_cpu_list(load)} (taskset)"
+    note = (
+        f"server under test (bare server, gateway, bare client) on CPU {_cpu_list(server)};"
+        f" wrk, redis and the sink on CPU {_cpu_list(load)} (taskset)"
+    )
     return Pinning(server, load, len(ordered), note)
 
 

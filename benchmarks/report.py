@@ -103,12 +103,75 @@ def scenario_json(outcome: ScenarioOutcome) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True)
+class DeliveryOutcome:
+    """One delivery measurement: what the sink counted over a measured interval."""
+
+    system: str  # "bare_client" or "gateway"
+    scenario: str  # "post" (the bare client), "drain" or "e2e"
+    argv: list[str] = field(default_factory=list)
+    expected: int | None = None  # what should reach the sink: posted, pre-filled or acked
+    events: int | None = None  # what the sink counted
+    seconds: float | None = None  # the measured interval (e2e: wrk's duration + the drain)
+    drain_s: float | None = None
+    acked_rps: float | None = None  # e2e: 2xx answers per second, by wrk
+    # Shares of a core over the interval: the sender (bare client or gateway, on the
+    # server CPU), the sink process, and all load CPUs together (sink, Redis, wrk).
+    sender_cpu: float | None = None
+    sink_cpu: float | None = None
+    load_cpu: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def rps(self) -> float | None:
+        if self.events is None or not self.seconds:
+            return None
+        return self.events / self.seconds
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and bool(self.events)
+
+    def flags(self) -> list[str]:
+        """Why this is not a clean measurement; empty when it is."""
+        return ([f"failed: {self.error}"] if self.error else []) + self.problems
+
+
+def delivery_json(outcome: DeliveryOutcome) -> dict[str, Any]:
+    rps = outcome.rps
+    return {
+        "system": outcome.system,
+        "expected": outcome.expected,
+        "events": outcome.events,
+        "seconds": _rounded(outcome.seconds),
+        "rps": _rounded(rps, 1),
+        "drain_s": _rounded(outcome.drain_s),
+        "acked_rps": _rounded(outcome.acked_rps, 1),
+        "sender_cpu": outcome.sender_cpu,
+        "sink_cpu": outcome.sink_cpu,
+        "load_cpu": outcome.load_cpu,
+        "usable": outcome.usable,
+        "flags": outcome.flags(),
+        "error": outcome.error,
+        "argv": outcome.argv,
+        **outcome.facts,
+    }
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def document(
     *,
     run: dict[str, Any],
     machine: dict[str, Any],
     scenarios: Sequence[Scenario],
     outcomes: Sequence[SystemOutcome],
+    delivery: Sequence[DeliveryOutcome] = (),
+    delivery_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "run": run,
@@ -128,6 +191,10 @@ def document(
             }
             for o in outcomes
         },
+        "delivery": {
+            **(delivery_settings or {}),
+            "results": {o.scenario: delivery_json(o) for o in delivery},
+        },
     }
 
 
@@ -141,13 +208,22 @@ _HEADER = (
 def markdown(doc: dict[str, Any]) -> str:
     """The report: the table first, then how it was produced."""
     run, machine = doc["run"], doc["machine"]
-    parts = [
-        f"Run {run['started']}: `{run['command']}`",
-        "\n".join([_HEADER, *_rows(doc["systems"])]),
-        _scenarios_note(doc["scenarios"], run),
-        "\n".join(_system_notes(doc["systems"])),
-        _machine_note(machine),
-    ]
+    parts = [f"Run {run['started']}: `{run['command']}`"]
+    if doc["systems"]:
+        parts += [
+            "## Ingest",
+            "\n".join([_HEADER, *_rows(doc["systems"])]),
+            _scenarios_note(doc["scenarios"], run),
+            "\n".join(_system_notes(doc["systems"])),
+        ]
+    delivery = doc.get("delivery", {})
+    if delivery.get("results"):
+        parts += [
+            "## Delivery",
+            "\n".join([_DELIVERY_HEADER, *_delivery_rows(delivery["results"])]),
+            _delivery_note(delivery),
+        ]
+    parts.append(_machine_note(machine))
     return "\n\n".join(parts) + "\n"
 
 
@@ -218,3 +294,66 @@ def _machine_note(m: dict[str, Any]) -> str:
         f" Redis {m['redis']}, wrk {m['wrk']}; {packages}.\n"
         f"Pinning: {m['pinning']['note']}."
     )
+
+
+DELIVERY_BASELINE = "post"  # the bare client's row: what every delivery row is compared to
+
+_DELIVERY_HEADER = (
+    "| system | scenario | events | seconds | events/s | vs bare client | drain s"
+    " | acked req/s | CPU sender/sink/load | status |\n|---|---|--:|--:|--:|--:|--:|--:|--:|---|"
+)
+
+
+def _delivery_rows(results: dict[str, Any]) -> list[str]:
+    base = results.get(DELIVERY_BASELINE, {}).get("rps")
+    return [_delivery_row(scenario, r, base) for scenario, r in results.items()]
+
+
+def _delivery_row(scenario: str, r: dict[str, Any], base: float | None) -> str:
+    status = "ok" if not r["flags"] else ("✗ " if r["error"] else "⚠ ") + "; ".join(r["flags"])
+    rps = r["rps"]
+    cells = [
+        _number(r["events"]),
+        "—" if r["seconds"] is None else f"{r['seconds']:.2f}",
+        _number(rps),
+        f"{rps / base:.2f}x" if rps is not None and base else "—",
+        "—" if r["drain_s"] is None else f"{r['drain_s']:.2f}",
+        _number(r["acked_rps"]),
+        " / ".join(_percent(r[k]) for k in ("sender_cpu", "sink_cpu", "load_cpu")),
+    ]
+    return _row(r["system"], scenario, cells, status)
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _delivery_note(delivery: dict[str, Any]) -> str:
+    events, conns = f"{delivery['events']:,}", delivery["connections"]
+    lines = [
+        "Every delivery is the InboxComponents message.received seed as the gateway sends it"
+        " (CloudEvents binary, same bytes), POSTed to `benchmarks/sink_server.py`, which"
+        " answers 200 and counts; `events` is the sink's count. `vs bare client`: events/s"
+        " relative to the `post` row of the same run. `CPU sender/sink/load`: share of a core"
+        " used by the sender (bare client or gateway), by the sink, and how busy the load"
+        " CPUs were (sink, Redis, wrk).",
+        f"- post: `python -m benchmarks.bare_client --requests {delivery['events']}"
+        f" --connections {conns}`: {conns} keep-alive connections POST one prebuilt request"
+        " back to back; seconds from the first send to the last answer (connecting excluded).",
+        f"- drain: {events} events queued beforehand through the gateway's own admit script,"
+        " then the gateway is started with the forwarder on; seconds from `/readyz` answering"
+        f" 200 until the sink has counted {events} and the queue is empty (XLEN 0,"
+        " nothing pending or retrying). The forwarder starts a moment before `/readyz`"
+        " answers, so a few deliveries may precede the clock (`sink_at_ready` in the JSON).",
+        f"- e2e: the gateway with the forwarder on under `wrk -t{delivery['wrk_threads']}"
+        f" -c{conns} -d{delivery['duration_s']}s -s benchmarks/wrk/post_fresh_key.lua`"
+        " (after a drained 1 s warm-up); `acked req/s`: wrk's 2xx per second;"
+        " `drain s`: from wrk's exit until the queue is empty; seconds = wrk's duration +"
+        " drain; events/s = sink count / seconds. The sink may count up to one event per"
+        " connection more than wrk acked: requests in flight when wrk stops are admitted,"
+        " but wrk no longer counts their answers. `at_wrk_exit` in the JSON: the backlog"
+        " left when the load stopped.",
+    ]
+    if delivery.get("pinning"):
+        lines.append(f"- pinning: {delivery['pinning']}")
+    return "\n".join(lines)

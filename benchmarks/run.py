@@ -1,13 +1,19 @@
 """Measure the same load against several systems on this machine, in one run.
 
     python -m benchmarks.run [--smoke] [--duration SECONDS] [--out DIR] [--systems bare,gateway]
+                             [--scenarios ingest,drain,e2e] [--events N]
 
-Starts Redis and then each system as child processes, one system at a time on a fresh
-empty store, drives each with wrk (a 1 s warm-up, then every scenario), and writes
-<out>/<timestamp>.json and .md; a full (non-smoke) run also replaces benchmarks/RESULTS.md.
-Exits 1 when a system failed to start or produced no successful requests (runs with
-some errors are only flagged), 2 when the harness itself could not run (wrk or
-redis-server missing, Redis did not start), 130 when interrupted.
+Starts Redis, then runs the scenario groups, each system as child processes on a
+fresh empty store:
+- ingest: each of --systems in turn, driven by wrk (a 1 s warm-up, then every scenario);
+- drain and e2e (benchmarks/delivery.py): the delivery half, always the bare client
+  against the gateway with its forwarder on, delivering to a counting sink.
+By default all groups run (drain and e2e only when the gateway is among --systems).
+Writes <out>/<timestamp>.json and .md; a full (non-smoke) run also replaces
+benchmarks/RESULTS.md. Exits 1 when a system failed to start or produced no
+successful requests (runs with some errors are only flagged), 2 when the harness
+itself could not run (wrk or redis-server missing, Redis did not start), 130 when
+interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -29,25 +34,22 @@ from typing import Any, NoReturn
 
 import redis
 
-from benchmarks import report
-from benchmarks.children import Child, ChildFailed, Children, free_ports, wait_for
+from benchmarks import delivery, report
+from benchmarks.bench import Bench, flush_store, run_wrk, start_redis, start_system, store_keys
+from benchmarks.children import Child, ChildFailed, Children
+from benchmarks.delivery import DeliveryPlan
 from benchmarks.machine import CpuWatch, Pinning, machine_facts, this_machine_pinning
-from benchmarks.report import Scenario, ScenarioOutcome, SystemOutcome
-from benchmarks.systems import REPO, Launch, System, SystemSetupError, http_ok, resolve, select
-from benchmarks.wrkout import WrkParseError, parse_wrk_output
+from benchmarks.report import DeliveryOutcome, Scenario, ScenarioOutcome, SystemOutcome
+from benchmarks.systems import REPO, System, SystemSetupError, select
 
 HERE = Path(__file__).resolve().parent
-WRK_DIR = HERE / "wrk"
 OUT_DIR = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
 
 DEFAULT_DURATION_S = 10
 SMOKE_DURATION_S = 1
 WARMUP_S = 1
-READY_TIMEOUT_S = 30.0
-# wrk stops itself after -d; one still running this much later is stuck.
-WRK_OVERRUN_S = 30.0
-REQUIRED_TOOLS = ("wrk", "redis-server")
+GROUPS = ("ingest", *delivery.SCENARIOS)
 
 SCENARIOS = (
     Scenario("throughput", connections=64, threads=None),
@@ -55,22 +57,10 @@ SCENARIOS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Bench:
-    """What every measurement of one run shares."""
-
-    children: Children
-    pinning: Pinning
-    scenarios: tuple[Scenario, ...]
-    workdir: Path
-    store_url: str
-    duration_s: int
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in required_tools(args.scenarios) if shutil.which(tool) is None]
     if missing:
         print(f"error: not on PATH: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -81,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"pinning: {pinning.note}", flush=True)
     started = datetime.now(UTC)
+    systems = args.systems if "ingest" in args.scenarios else ()
+    plan = _delivery_plan(args)
     try:
-        outcomes = measure_all(args.systems, pinning, scenarios, args.duration)
+        outcomes, delivered = measure_all(systems, pinning, scenarios, args.duration, plan)
     except ChildFailed as exc:
         print(f"error: the harness could not start: {exc}", file=sys.stderr)
         return 2
@@ -92,11 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = report.document(
         run=_run_facts(argv, args, started),
         machine=machine_facts(pinning),
-        scenarios=scenarios,
+        scenarios=scenarios if systems else (),
         outcomes=outcomes,
+        delivery=delivered,
+        delivery_settings=_delivery_settings(plan, pinning),
     )
     publish(doc, args.out or _default_out(args.smoke), results=not args.smoke)
-    return verdict(outcomes)
+    return verdict(outcomes, delivered)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -105,7 +99,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="1 s per scenario, output to a temp dir"
+        "--smoke",
+        action="store_true",
+        help=f"1 s per scenario, {delivery.SMOKE_EVENTS:,} delivery events, output to a temp dir",
     )
     parser.add_argument(
         "--duration", type=int, help=f"seconds per scenario (default {DEFAULT_DURATION_S})"
@@ -113,17 +109,69 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, help=f"output directory (default {OUT_DIR.relative_to(REPO)})"
     )
-    parser.add_argument("--systems", help="comma-separated names (default: all)")
+    parser.add_argument("--systems", help="comma-separated names for ingest (default: all)")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma-separated groups of {', '.join(GROUPS)} (default: all;"
+        " drain and e2e only when the gateway is among --systems)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        help=f"events per delivery drain (default {delivery.DEFAULT_EVENTS:,},"
+        f" smoke {delivery.SMOKE_EVENTS:,})",
+    )
     args = parser.parse_args(argv)
     try:
         args.systems = select(args.systems)
+        args.scenarios = _groups(args.scenarios, args.systems)
     except ValueError as exc:
         parser.error(str(exc))
     if args.duration is None:
         args.duration = SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S
     if args.duration < 1:
         parser.error("--duration must be at least 1 (wrk counts whole seconds)")
+    if args.events is None:
+        args.events = delivery.SMOKE_EVENTS if args.smoke else delivery.DEFAULT_EVENTS
+    if args.events < 1:
+        parser.error("--events must be at least 1")
     return args
+
+
+def required_tools(groups: Sequence[str]) -> list[str]:
+    """redis-server always; wrk for the groups that drive the gateway with it."""
+    needs_wrk = "ingest" in groups or "e2e" in groups
+    return ["wrk", "redis-server"] if needs_wrk else ["redis-server"]
+
+
+def _groups(names: str | None, systems: Sequence[System]) -> tuple[str, ...]:
+    if names is None:
+        with_gateway = any(system.name == "gateway" for system in systems)
+        return GROUPS if with_gateway else ("ingest",)
+    wanted = tuple(name.strip() for name in names.split(",") if name.strip())
+    unknown = [name for name in wanted if name not in GROUPS]
+    if unknown or not wanted:
+        raise ValueError(f"unknown scenario group(s) {unknown}; known: {', '.join(GROUPS)}")
+    return wanted
+
+
+def _delivery_plan(args: argparse.Namespace) -> DeliveryPlan | None:
+    chosen = tuple(name for name in delivery.SCENARIOS if name in args.scenarios)
+    if not chosen:
+        return None
+    return DeliveryPlan(chosen, args.events, delivery.CONNECTIONS, args.duration)
+
+
+def _delivery_settings(plan: DeliveryPlan | None, pinning: Pinning) -> dict[str, Any]:
+    if plan is None:
+        return {}
+    return {
+        "events": plan.events,
+        "connections": plan.connections,
+        "duration_s": plan.duration_s,
+        "wrk_threads": pinning.wrk_threads,
+        "pinning": delivery.pinning_line(pinning),
+    }
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -132,56 +180,26 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 def measure_all(
-    systems: Sequence[System], pinning: Pinning, scenarios: tuple[Scenario, ...], duration_s: int
-) -> list[SystemOutcome]:
+    systems: Sequence[System],
+    pinning: Pinning,
+    scenarios: tuple[Scenario, ...],
+    duration_s: int,
+    plan: DeliveryPlan | None,
+) -> tuple[list[SystemOutcome], list[DeliveryOutcome]]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Children(Path(tmp)) as children:
         workdir = Path(tmp)
         store_url = start_redis(children, pinning, workdir)
         bench = Bench(children, pinning, scenarios, workdir, store_url, duration_s)
-        return [measure(bench, system) for system in systems]
-
-
-def start_redis(children: Children, pinning: Pinning, workdir: Path) -> str:
-    """Redis as the gateway requires it in production: AOF, and never evict a key."""
-    (port,) = free_ports(1)
-    data = workdir / "redis"
-    data.mkdir()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data)]
-    argv += ["--maxmemory-policy", "noeviction"]
-    child = children.start("redis", pinning.load(argv))
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_for(lambda: redis_answers(url), child, READY_TIMEOUT_S, "answering PING")
-    except ChildFailed as exc:
-        raise ChildFailed(f"{exc}\n{child.log_tail()}") from None
-    print(f"redis: {url}", flush=True)
-    return url
-
-
-def redis_answers(url: str) -> bool:
-    try:
-        with redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0) as client:
-            return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def store_keys(url: str) -> int | None:
-    try:
-        with redis.Redis.from_url(url, socket_timeout=5.0) as client:
-            return int(client.dbsize())
-    except redis.RedisError:
-        return None
+        outcomes = [measure(bench, system) for system in systems]
+        delivered = delivery.measure_delivery(bench, plan) if plan else []
+        return outcomes, delivered
 
 
 def measure(bench: Bench, system: System) -> SystemOutcome:
     outcome = SystemOutcome(system.name, system.description)
     print(f"\n== {system.name}: {system.description}", flush=True)
     try:
-        # An empty store for each system: one system's backlog must not slow the next.
-        with redis.Redis.from_url(bench.store_url) as client:
-            client.flushall()
+        flush_store(bench.store_url)
         launch, child = start_system(bench, system)
     except (SystemSetupError, ChildFailed, redis.RedisError) as exc:
         outcome.error = str(exc)
@@ -201,25 +219,6 @@ def measure(bench: Bench, system: System) -> SystemOutcome:
     return outcome
 
 
-def start_system(bench: Bench, system: System) -> tuple[Launch, Child]:
-    workdir = bench.workdir / system.name
-    workdir.mkdir()
-    port, admin_port = free_ports(2)
-    values = {"python": sys.executable, "repo": str(REPO), "workdir": str(workdir)}
-    values |= {"port": str(port), "admin_port": str(admin_port), "store_url": bench.store_url}
-    launch = resolve(system, values, workdir)
-    argv = bench.pinning.server(launch.argv)
-    child = bench.children.start(system.name, argv, env=launch.env, cwd=REPO)
-    try:
-        ready = f"ready ({launch.ready_url} answering 200)"
-        wait_for(lambda: http_ok(launch.ready_url), child, READY_TIMEOUT_S, ready)
-    except ChildFailed as exc:
-        bench.children.stop(child)
-        raise ChildFailed(f"{exc}\n--- its last output:\n{child.log_tail()}") from None
-    print(f"   started: {shlex.join(argv)}", flush=True)
-    return launch, child
-
-
 def run_scenarios(bench: Bench, system: str, server: Child, url: str) -> list[ScenarioOutcome]:
     warmup = run_wrk(bench, f"{system}-warmup", bench.scenarios[0], url, WARMUP_S)
     print(f"   warm-up: {_summary(warmup)}", flush=True)
@@ -231,33 +230,6 @@ def run_scenarios(bench: Bench, system: str, server: Child, url: str) -> list[Sc
         print(f"   {scenario.name}: {_summary(outcome)}", flush=True)
         outcomes.append(outcome)
     return outcomes
-
-
-def run_wrk(
-    bench: Bench, label: str, scenario: Scenario, url: str, duration_s: int
-) -> ScenarioOutcome:
-    argv = ["wrk", f"-t{scenario.threads}", f"-c{scenario.connections}", f"-d{duration_s}s"]
-    argv += ["--latency", "-s", str(WRK_DIR / scenario.script), url]
-    argv = bench.pinning.load(argv)
-    outcome = ScenarioOutcome(scenario.name, argv, output="")
-    try:
-        child = bench.children.start(f"wrk-{label}", argv)
-    except ChildFailed as exc:
-        outcome.error = str(exc)
-        return outcome
-    try:
-        code = bench.children.wait(child, duration_s + WRK_OVERRUN_S)
-    except ChildFailed as exc:
-        code, outcome.error = None, str(exc)
-    outcome.output = child.output()
-    if code is not None and code != 0:
-        outcome.error = f"wrk exited with code {code}: {child.log_tail(1)}"
-    if outcome.error is None:
-        try:
-            outcome.result = parse_wrk_output(outcome.output)
-        except WrkParseError as exc:
-            outcome.error = f"unparsable wrk output: {exc}"
-    return outcome
 
 
 def _summary(outcome: ScenarioOutcome) -> str:
@@ -283,7 +255,9 @@ def _run_facts(argv: list[str], args: argparse.Namespace, started: datetime) -> 
         "smoke": args.smoke,
         "duration_s": args.duration,
         "warmup_s": WARMUP_S,
-        "systems": [system.name for system in args.systems],
+        "systems": [system.name for system in args.systems] if "ingest" in args.scenarios else [],
+        "scenarios": list(args.scenarios),
+        "events": args.events,
     }
 
 
@@ -310,9 +284,11 @@ def publish(doc: dict[str, Any], out_dir: Path, *, results: bool) -> None:
         print(f"wrote {path}", flush=True)
 
 
-def verdict(outcomes: Sequence[SystemOutcome]) -> int:
+def verdict(outcomes: Sequence[SystemOutcome], delivered: Sequence[DeliveryOutcome] = ()) -> int:
     failed = [o.name for o in outcomes if not o.usable]
     flagged = [o.name for o in outcomes if any(s.flags() for s in o.scenarios)]
+    failed += [f"{d.system} {d.scenario}" for d in delivered if not d.usable]
+    flagged += [f"{d.system} {d.scenario}" for d in delivered if d.usable and d.flags()]
     if flagged:
         print(f"WARNING: runs with errors (not comparable): {', '.join(flagged)}", file=sys.stderr)
     if failed:

@@ -77,20 +77,40 @@ def http_ok(url: str) -> bool:
 def ingest_only_config(workdir: Path) -> dict[str, str]:
     """A copy of config/gateway.yaml with the forwarder paused.
 
-    The benchmark has no application behind the gateway: a running forwarder would
-    spend the measured core on connection errors and retries, so the run would
-    measure neither ingest nor forwarding. Forwarding gets its own scenario later.
+    The ingest scenarios have no application behind the gateway: a running forwarder
+    would spend the measured core on connection errors and retries, so the run would
+    measure neither ingest nor forwarding. Forwarding has its own scenarios (delivery.py).
     """
+    return {"config": str(_config_copy(workdir, "gateway.ingest.yaml", forwarder=False))}
+
+
+def forwarding_config(workdir: Path) -> dict[str, str]:
+    """A copy of config/gateway.yaml with the forwarder on (FORWARD_URL: the sink)."""
+    return {"config": str(_config_copy(workdir, "gateway.forwarding.yaml", forwarder=True))}
+
+
+def _config_copy(workdir: Path, name: str, *, forwarder: bool) -> Path:
     if not GATEWAY_CONFIG.is_file():
         raise SystemSetupError(f"{GATEWAY_CONFIG.relative_to(REPO)} does not exist")
     doc = yaml.safe_load(GATEWAY_CONFIG.read_text()) or {}
-    forwarder = doc.setdefault("forwarder", {}) if isinstance(doc, dict) else None
-    if not isinstance(forwarder, dict):
+    section = doc.setdefault("forwarder", {}) if isinstance(doc, dict) else None
+    if not isinstance(section, dict):
         raise SystemSetupError(f"{GATEWAY_CONFIG.relative_to(REPO)}: no 'forwarder' mapping")
-    forwarder["enabled"] = False
-    copy = workdir / "gateway.ingest.yaml"
+    section["enabled"] = forwarder
+    copy = workdir / name
     copy.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return {"config": str(copy)}
+    return copy
+
+
+_GATEWAY_ENV = MappingProxyType(
+    {
+        "GATEWAY_PORT": "{port}",
+        "GATEWAY_ADMIN_PORT": "{admin_port}",
+        "STORE_URL": "{store_url}",
+        "GATEWAY_DATA_DIR": "{workdir}",
+        "LOG_LEVEL": "warning",
+    }
+)
 
 
 SYSTEMS: tuple[System, ...] = (
@@ -104,18 +124,29 @@ SYSTEMS: tuple[System, ...] = (
         name="gateway",
         description="the gateway, ingest only (forwarder paused), Redis store",
         argv=("{python}", "-m", "gateway", "run", "--config", "{config}"),
-        env=MappingProxyType(
-            {
-                "GATEWAY_PORT": "{port}",
-                "GATEWAY_ADMIN_PORT": "{admin_port}",
-                "STORE_URL": "{store_url}",
-                "GATEWAY_DATA_DIR": "{workdir}",
-                "LOG_LEVEL": "warning",
-            }
-        ),
+        env=_GATEWAY_ENV,
         ready_url="http://127.0.0.1:{admin_port}/readyz",
         prepare=ingest_only_config,
     ),
+)
+
+# The delivery scenarios' gateway (not in SYSTEMS: it needs a sink, see delivery.py).
+FORWARDING_GATEWAY = System(
+    name="gateway",
+    description="the gateway, forwarder on, delivering to the sink; Redis store",
+    argv=("{python}", "-m", "gateway", "run", "--config", "{config}"),
+    env=MappingProxyType({**_GATEWAY_ENV, "FORWARD_URL": "{forward_url}"}),
+    ready_url="http://127.0.0.1:{admin_port}/readyz",
+    prepare=forwarding_config,
+)
+
+# The app behind the gateway in the delivery scenarios: counts POSTs, answers 200.
+SINK = System(
+    name="sink",
+    description="uvloop + httptools, counts POSTs and answers 200 (GET /count: the count)",
+    argv=("{python}", "-m", "benchmarks.sink_server", "--port", "{port}"),
+    ready_url="http://127.0.0.1:{port}/count",
+    target_url="http://127.0.0.1:{port}/events",
 )
 
 

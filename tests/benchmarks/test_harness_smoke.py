@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
+import gateway
+from benchmarks import report
+from benchmarks.bare_client import SEED, build_request
 from benchmarks.machine import plan_pinning
+from benchmarks.run import parse_args, required_tools
 from benchmarks.wrkout import SocketErrors, WrkParseError, parse_wrk_output
+from gateway.config import load
+from gateway.formats import Renderer
+from gateway.models import Queued
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,6 +137,50 @@ def test_wrk_script_embeds_the_provider_seed_byte_for_byte() -> None:
     assert embedded[1] == seed.read_text()
 
 
+def test_bare_client_sends_the_very_bytes_the_forwarder_sends() -> None:
+    url = "http://127.0.0.1:3999/events"
+    config = load(ROOT / "config" / "gateway.yaml", {"FORWARD_URL": url})
+    [target] = config.targets
+    renderer = Renderer(target, {source.name: source for source in config.sources})
+    seed = SEED.read_bytes()
+    entry = Queued(0, b"1-0", "inboxcomponents", "message.received", "k", seed, attempt=1)
+
+    head, body = renderer.render(entry)
+
+    user_agent = f"webhook-gateway/{gateway.__version__}"
+    assert build_request(url, seed, user_agent=user_agent) == head + body
+
+
+def test_delivery_groups_run_by_default_only_with_the_gateway() -> None:
+    assert parse_args([]).scenarios == ("ingest", "drain", "e2e")
+    assert parse_args(["--systems", "bare"]).scenarios == ("ingest",)
+    assert parse_args(["--scenarios", "drain"]).scenarios == ("drain",)
+    assert required_tools(("drain",)) == ["redis-server"]
+    assert "wrk" in required_tools(("e2e",))
+
+
+def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
+    outcomes = [
+        report.DeliveryOutcome("bare_client", "post", expected=1000, events=1000, seconds=0.02),
+        report.DeliveryOutcome("gateway", "drain", expected=1000, events=1000, seconds=0.2),
+    ]
+    settings = {"events": 1000, "connections": 64, "duration_s": 1, "wrk_threads": 1}
+    doc = report.document(
+        run={"started": "now", "command": "python -m benchmarks.run"},
+        machine={"nproc": 2, "cpu_model": "x", "kernel": "k", "python": "3", "redis": "7"}
+        | {"wrk": "4", "packages": {}, "pinning": {"note": "n"}},
+        scenarios=(),
+        outcomes=[],
+        delivery=outcomes,
+        delivery_settings=settings,
+    )
+
+    text = report.markdown(doc)
+
+    assert "| gateway | drain | 1,000 | 0.20 | 5,000 | 0.10x | — | — |" in text
+    assert doc["delivery"]["results"]["drain"]["rps"] == 5000.0
+
+
 @pytest.mark.integration
 def test_smoke_run_measures_bare_in_every_scenario(tmp_path: Path) -> None:
     missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
@@ -165,3 +216,24 @@ def run_harness(*args: str) -> str:
         pytest.fail(f"the harness hung; its output:\n{output}")
     assert harness.returncode == 0, output
     return output
+
+
+@pytest.mark.integration
+def test_smoke_drain_delivers_exactly_the_prefilled_events(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("the drain smoke run needs redis-server on PATH")
+
+    output = run_harness(
+        "--smoke", "--systems", "gateway", "--scenarios", "drain", "--out", str(tmp_path)
+    )
+
+    [report_file] = tmp_path.glob("*.json")
+    delivery = json.loads(report_file.read_text())["delivery"]
+    events = delivery["events"]
+    bare, drain = delivery["results"]["post"], delivery["results"]["drain"]
+    assert drain["expected"] == events, output
+    assert drain["events"] == events, output  # the sink's count: no loss, no duplicate
+    assert drain["queue_after"] == {"queued": 0, "pending": 0, "retrying": 0, "dead": 0}
+    client = bare["client"]
+    assert (client["requests"], client["errors"], client["non2xx"]) == (events, 0, 0), output
+    assert bare["events"] == events, output

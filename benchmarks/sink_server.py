@@ -1,0 +1,116 @@
+"""The app behind the gateway, as cheap as it gets: counts POSTs, answers 200.
+
+uvloop + httptools, keep-alive. Every POST (any path) is counted and answered with
+the same prebuilt 200 in one `transport.write`; `GET /count` answers the number of
+POSTs so far as a plain decimal body. Anything else gets 404 (not counted).
+
+    python -m benchmarks.sink_server --port 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import cast
+
+import httptools
+import uvloop
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+COUNT_PATH = b"/count"
+
+
+class Counter:
+    """The POSTs every connection of this sink has received."""
+
+    __slots__ = ("posts",)
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    def reply(self) -> bytes:
+        body = b"%d" % self.posts
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+        return head % len(body) + body
+
+
+class SinkProtocol(asyncio.Protocol):
+    """One connection: count each POST and answer 200; `GET /count` answers the count."""
+
+    __slots__ = ("_counter", "_parser", "_transport", "_url")
+
+    _transport: asyncio.Transport
+    _parser: httptools.HttpRequestParser
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._url = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._parser = httptools.HttpRequestParser(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:  # also covers HttpParserUpgrade
+            self._transport.write(BAD_REQUEST)
+            self._transport.close()
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url  # llhttp may hand the URL over in pieces
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method()
+        if method == b"POST":
+            self._counter.posts += 1
+            reply = OK
+        elif method == b"GET" and self._url == COUNT_PATH:
+            reply = self._counter.reply()
+        else:
+            reply = NOT_FOUND
+        if not self._transport.is_closing():
+            self._transport.write(reply)
+            if not self._parser.should_keep_alive():
+                self._transport.close()
+
+    # A client that sends but never reads: stop reading until it drains our replies.
+    def pause_writing(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._transport.resume_reading()
+
+
+async def serve(host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then print the final count on stderr and return."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    counter = Counter()
+    server = await loop.create_server(lambda: SinkProtocol(counter), host, port, backlog=4096)
+    print(f"sink_server listening on {host}:{port}", file=sys.stderr, flush=True)
+    async with server:
+        await stop.wait()
+    print(f"sink_server received {counter.posts} POSTs", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    uvloop.run(serve(args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
