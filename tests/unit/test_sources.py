@@ -1,0 +1,84 @@
+"""InboxComponents: key extraction and normalization, pure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.errors import Rejection
+from gateway.sources import InboxComponents, rfc3339
+from tests.support.webhooks import seed
+
+SOURCE = InboxComponents()
+
+
+@pytest.mark.parametrize("name", ["message.received", "message.sent"])
+def test_seed_payloads_yield_their_event_and_key(name: str) -> None:
+    parsed = SOURCE.parse(seed(name))
+    assert parsed.event_type == name
+    assert parsed.key == "ae74038cfaa2ead7095ef0517ead67f58eeca1abeb8dc60fa7a39b3bdfb04793"
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"event": "message.sent"}, "missing or empty idempotency_key"),
+        ({"event": "message.sent", "idempotency_key": ""}, "missing or empty idempotency_key"),
+        ({"idempotency_key": "k"}, "missing or empty event"),
+        ({"idempotency_key": "k", "event": None}, "missing or empty event"),
+        ({"idempotency_key": "k y", "event": "e"}, "idempotency_key must be 1-256 visible ASCII"),
+        ({"idempotency_key": "k" * 257, "event": "e"}, "idempotency_key must be 1-256 visible"),
+        ({"idempotency_key": "k", "event": "é"}, "event must be 1-128 visible ASCII"),
+        (
+            {"idempotency_key": 12, "event": "e"},
+            "invalid payload: Expected `str | null`, got `int`",
+        ),
+        ([1, 2], "invalid payload: Expected `object`, got `array`"),
+    ],
+)
+def test_bad_events_are_rejected_with_the_reason(doc: object, reason: str) -> None:
+    with pytest.raises(Rejection) as caught:
+        SOURCE.parse(json.dumps(doc).encode())
+    assert caught.value.status == 400
+    assert reason in caught.value.reason
+
+
+def test_invalid_json_is_rejected() -> None:
+    with pytest.raises(Rejection, match="invalid JSON"):
+        SOURCE.parse(b'{"event": ')
+
+
+def test_unknown_fields_are_ignored() -> None:
+    body = json.dumps({"idempotency_key": "k", "event": "e", "extra": {"deep": [1]}}).encode()
+    assert SOURCE.parse(body).key == "k"
+
+
+def test_normalization_takes_time_and_subject_from_data() -> None:
+    event = SOURCE.cloudevent("https://src", seed("message.sent"))
+    assert event.type == "com.inboxcomponents.message.sent"
+    assert (event.time, event.subject) == (
+        "2025-04-01T13:14:05Z",
+        "0195f0b1-5f4c-7bbe-8826-de31472446d0",
+    )
+    assert json.loads(event.data) == json.loads(seed("message.sent"))["data"]
+
+
+def test_normalization_without_data_has_no_time_subject_or_body() -> None:
+    event = SOURCE.cloudevent("https://src", b'{"idempotency_key":"k","event":"e"}')
+    assert (event.time, event.subject, event.data) == (None, None, b"")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1743513245, "2025-04-01T13:14:05Z"),
+        (1743513245.25, "2025-04-01T13:14:05.250Z"),
+        ("2025-04-01T13:14:05Z", "2025-04-01T13:14:05Z"),
+        (None, None),
+        (True, None),
+        (10**20, None),
+    ],
+)
+def test_rfc3339(value: object, expected: str | None) -> None:
+    assert rfc3339(value) == expected  # type: ignore[arg-type]
