@@ -53,6 +53,10 @@ class Limits:
     max_header: int
     max_pipelined: int
     max_connections: int
+    header_timeout: float = 10.0  # headers not complete by then: 408, close (slowloris)
+    body_timeout: float = 10.0  # longest pause between two reads of a body: 408, close
+    request_timeout: float = 30.0  # a whole request not complete by then: 408, close
+    keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,13 +251,23 @@ def _listen(node: object, path: str, default_port: int) -> Listen:
 
 
 def _limits(node: object) -> Limits:
-    s = Section(node, "limits", ("max_body", "max_header", "max_pipelined", "max_connections"))
+    s = Section(node, "limits", _LIMIT_KEYS)
     return Limits(
         max_body=read_size(s, "max_body", "1MiB"),
         max_header=read_size(s, "max_header", "16KiB"),
         max_pipelined=read_int(s, "max_pipelined", 32, 1),
         max_connections=read_int(s, "max_connections", 10000, 1),
+        header_timeout=read_duration(s, "header_timeout", "10s"),
+        body_timeout=read_duration(s, "body_timeout", "10s"),
+        request_timeout=read_duration(s, "request_timeout", "30s"),
+        keepalive_timeout=read_duration(s, "keepalive_timeout", "75s"),
     )
+
+
+_LIMIT_KEYS = (
+    *("max_body", "max_header", "max_pipelined", "max_connections"),
+    *("header_timeout", "body_timeout", "request_timeout", "keepalive_timeout"),
+)
 
 
 def _store(node: object) -> StoreConfig:
