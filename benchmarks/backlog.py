@@ -19,7 +19,7 @@ import uvloop
 
 from benchmarks.systems import REPO, SystemSetupError
 from gateway.config import Config, load
-from gateway.models import Admission, AdmitOutcome
+from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.routing import Routes
 from gateway.sources import SOURCE_KINDS
 from gateway.store.redis import GROUP, Keys, RedisStore
@@ -70,7 +70,8 @@ def admissions(seed: SeedEvent, count: int) -> Iterator[Admission]:
             seed.source,
             seed.event_type,
             key,
-            seed.body.replace(old, key.encode(), 1),
+            body := seed.body.replace(old, key.encode(), 1),
+            body_digest(body),
             seed.targets,
         )
 

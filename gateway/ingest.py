@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from functools import partial
+
+import structlog
 
 from gateway import replies
 from gateway.admit import AdmitBatcher
 from gateway.config import SourceConfig
 from gateway.errors import Rejection
 from gateway.metrics import Metrics, SourceMetrics
-from gateway.models import Admission, AdmitOutcome
+from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.protocol import Endpoint, Exchange, Request
 from gateway.replies import Reply
 from gateway.routing import Routes
 from gateway.sources import SOURCE_KINDS, InboxComponents
 
-_REPLY_FOR = {AdmitOutcome.ACCEPTED: replies.ACCEPTED, AdmitOutcome.DUPLICATE: replies.DUPLICATE}
+log = structlog.get_logger("gateway.ingest")
+
+# A flood of conflicting keys must not flood the log: one line per interval.
+_CONFLICT_LOG_INTERVAL = 10.0
+
+_REPLY_FOR = {
+    AdmitOutcome.ACCEPTED: replies.ACCEPTED,
+    AdmitOutcome.DUPLICATE: replies.DUPLICATE,
+    AdmitOutcome.CONFLICT: replies.DUPLICATE,  # acked so the provider stops; never forwarded
+}
 
 
 class Tokens:
@@ -54,6 +66,7 @@ class SourceEndpoint:
         self.metrics = metrics
         self._tokens = tokens
         self.not_allowed = replies.method_not_allowed("POST")
+        self._conflict_logged = -_CONFLICT_LOG_INTERVAL
 
     def handle(self, request: Request, exchange: Exchange) -> None:
         try:
@@ -72,6 +85,7 @@ class SourceEndpoint:
             parsed.event_type,
             parsed.key,
             request.body,
+            body_digest(request.body),
             targets,
         )
         self._batcher.submit(admission, partial(self._answer, exchange, request.received))
@@ -87,9 +101,22 @@ class SourceEndpoint:
             self.metrics.admitted.inc()
         else:
             self.metrics.duplicates.inc()
+            if outcome is AdmitOutcome.CONFLICT:
+                self._conflict()
         self.metrics.answered(200)
         self.metrics.ack.observe(now - received)
         exchange.respond(_REPLY_FOR[outcome])
+
+    def _conflict(self) -> None:
+        self.metrics.key_conflicts.inc()
+        now = time.monotonic()
+        if now - self._conflict_logged >= _CONFLICT_LOG_INTERVAL:
+            self._conflict_logged = now
+            log.warning(
+                "key_conflict",
+                source=self.name,
+                detail="an idempotency key was reused with another body; acked as a duplicate",
+            )
 
 
 class IngestRouter:

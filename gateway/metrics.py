@@ -53,6 +53,11 @@ class Metrics:
         self.duplicates = Counter(
             PREFIX + "duplicates", "Events acked as already seen.", ["source"], registry=r
         )
+        self.key_conflicts = Counter(
+            PREFIX + "key_conflicts",
+            "Events whose idempotency key was seen before with another body.",
+            ["source"], registry=r,
+        )  # fmt: skip
         self.unrouted = Counter(
             PREFIX + "unrouted", "Events that matched no route.", ["source"], registry=r
         )
@@ -120,7 +125,7 @@ class StatusCounter:
 class SourceMetrics(StatusCounter):
     """One source's children, bound once."""
 
-    __slots__ = ("ack", "admitted", "duplicates", "name", "unrouted")
+    __slots__ = ("ack", "admitted", "duplicates", "key_conflicts", "name", "unrouted")
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         super().__init__(metrics.requests, name)
@@ -129,6 +134,7 @@ class SourceMetrics(StatusCounter):
         self.admitted = metrics.admitted.labels(name)
         self.duplicates = metrics.duplicates.labels(name)
         self.unrouted = metrics.unrouted.labels(name)
+        self.key_conflicts = metrics.key_conflicts.labels(name)
 
 
 class TargetMetrics:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from typing import NamedTuple
+
+
+def body_digest(body: bytes) -> str:
+    """A short fingerprint of a body, stored with its dedup marker."""
+    return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
 class Admission(NamedTuple):
@@ -18,12 +24,14 @@ class Admission(NamedTuple):
     event_type: str
     key: str
     body: bytes  # the provider's body, byte for byte
+    digest: str  # of the body: the same key with another body is a conflict
     targets: tuple[str, ...]  # empty: unrouted and dropped (still marked seen)
 
 
 class AdmitOutcome(enum.IntEnum):
     DUPLICATE = 0
     ACCEPTED = 1
+    CONFLICT = 2  # a duplicate key whose body differs from the first one's
 
 
 class Queued(NamedTuple):

@@ -5,9 +5,10 @@ never rolled back, so each orders its writes so that a failure midway leaves
 a duplicate at worst, never a loss.
 """
 
-# ARGV: ttl_ms, n, then per event: token, source, type, key, body, n_targets,
-# and that many 1-based offsets into the stream keys that follow the n
-# marker keys in KEYS.
+# ARGV: ttl_ms, n, then per event: token, source, type, key, body, digest,
+# n_targets, and that many 1-based offsets into the stream keys that follow
+# the n marker keys in KEYS. The marker holds "<token>|<digest of the body>".
+# Returns per event 1 accepted, 0 duplicate, 2 duplicate with another body.
 #
 # Enqueue before mark: if a write fails midway, the worst left behind is an
 # enqueued event without its marker (a possible duplicate), never a marker
@@ -21,22 +22,24 @@ local n = tonumber(ARGV[2])
 local out = {}
 local a = 3
 for i = 1, n do
-  local token = ARGV[a]
-  local nt = tonumber(ARGV[a + 5])
+  local mine = ARGV[a] .. '|' .. ARGV[a + 5]
+  local nt = tonumber(ARGV[a + 6])
   local held = redis.call('GET', KEYS[i])
   if not held then
     for j = 1, nt do
-      redis.call('XADD', KEYS[n + tonumber(ARGV[a + 5 + j])], '*',
+      redis.call('XADD', KEYS[n + tonumber(ARGV[a + 6 + j])], '*',
         'source', ARGV[a + 1], 'type', ARGV[a + 2], 'key', ARGV[a + 3], 'body', ARGV[a + 4])
     end
-    redis.call('SET', KEYS[i], token, 'PX', ttl)
+    redis.call('SET', KEYS[i], mine, 'PX', ttl)
     out[i] = 1
-  elseif held == token then
+  elseif held == mine then
     out[i] = 1
-  else
+  elseif string.sub(held, -string.len(ARGV[a + 5]) - 1) == '|' .. ARGV[a + 5] then
     out[i] = 0
+  else
+    out[i] = 2
   end
-  a = a + 6 + nt
+  a = a + 7 + nt
 end
 return out
 """

@@ -63,7 +63,7 @@ def admit_arguments(
     argv: list[str | bytes | int] = [ttl_ms, len(batch)]
     for a in batch:
         offsets = [streams.setdefault(t, len(streams) + 1) for t in a.targets]
-        argv += [a.token, a.source, a.event_type, a.key, a.body, len(offsets), *offsets]
+        argv += [a.token, a.source, a.event_type, a.key, a.body, a.digest, len(offsets), *offsets]
     return markers + [keys.stream(partition, t) for t in streams], argv
 
 

@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import threading
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -268,3 +269,19 @@ def test_frozen_redis_gives_503_at_the_deadline_and_the_retry_is_not_lost(
     retry = post_once(gw.port, with_key("frozen"))
     assert retry.status == 200
     assert [e[b"key"] for e in queued(redis_db)] == [b"warm", b"frozen"]
+
+
+def test_a_key_reused_with_another_body_is_acked_as_duplicate_and_counted(
+    gateway: GatewayProcess, redis_db: redis.Redis
+) -> None:
+    first = with_key("reused")
+    second = first.replace(b'"body": "test"', b'"body": "changed"')
+    assert first != second
+    assert post_once(gateway.port, first).json()["status"] == "accepted"
+    answer = post_once(gateway.port, second)
+    assert (answer.status, answer.json()["status"]) == (200, "duplicate")
+    assert [e[b"body"] for e in queued(redis_db)] == [first]
+    with urllib.request.urlopen(gateway.admin("/metrics"), timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'webhook_gateway_key_conflicts_total{source="inboxcomponents"} 1.0' in metrics
+    wait_until(lambda: '"event":"key_conflict"' in gateway.logs(), what="the conflict log line")

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from gateway.config import StoreConfig
-from gateway.models import Admission, AdmitOutcome
+from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.store.redis import RedisStore
 from tests.support.faultproxy import DropReplyProxy
 from tests.support.processes import RedisServer
@@ -32,8 +32,11 @@ def store_config(port: int, **overrides: object) -> StoreConfig:
     return StoreConfig(**values)  # type: ignore[arg-type]
 
 
-def admission(key: str, token: str, targets: tuple[str, ...] = ("app",)) -> Admission:
-    return Admission(f"src:e:{key}", token, "src", "e", key, b'{"k":"%s"}' % key.encode(), targets)
+def admission(
+    key: str, token: str, targets: tuple[str, ...] = ("app",), body: bytes | None = None
+) -> Admission:
+    body = b'{"k":"%s"}' % key.encode() if body is None else body
+    return Admission(f"src:e:{key}", token, "src", "e", key, body, body_digest(body), targets)
 
 
 def admit(config: StoreConfig, batches: Sequence[Sequence[Admission]]) -> list[list[AdmitOutcome]]:
@@ -63,6 +66,17 @@ def test_another_token_for_a_seen_key_is_a_duplicate(
         store_config(redis_server.port), [[admission("a", "t1")], [admission("a", "t2")]]
     )
     assert outcomes == [[AdmitOutcome.ACCEPTED], [AdmitOutcome.DUPLICATE]]
+
+
+def test_the_same_key_with_another_body_is_a_conflict(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    outcomes = admit(
+        store_config(redis_server.port),
+        [[admission("a", "t1", body=b"one")], [admission("a", "t2", body=b"two")]],
+    )
+    assert outcomes == [[AdmitOutcome.ACCEPTED], [AdmitOutcome.CONFLICT]]
+    assert redis_db.xlen("{gw:0}:q:app") == 1
 
 
 def test_one_batch_with_the_same_key_twice_queues_it_once(
