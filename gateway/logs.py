@@ -15,7 +15,9 @@ from typing import Any
 import msgspec
 import structlog
 
-_SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|signature|api_?key", re.I)
+_SECRET_KEY = re.compile(
+    r"pass(word)?|secret|token|authorization|signature|hmac|cookie|api[_-]?key", re.I
+)
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*:[^/@\s]*@")
 REDACTED = "***"
 
