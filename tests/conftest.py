@@ -8,7 +8,18 @@ import pytest
 import redis
 
 from tests.support.processes import GatewayProcess, RedisServer
+from tests.support.secrecy import leaks
 from tests.support.sink import Sink
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_hold_no_secrets() -> Iterator[None]:
+    """Across the whole session, no gateway log may contain a secret, signature
+    or Authorization value that a test sent."""
+    yield
+    found = leaks()
+    if found:
+        pytest.fail(f"gateway logs contain {len(found)} secret value(s), e.g. {found[0][:6]}...")
 
 
 @pytest.fixture(scope="session")

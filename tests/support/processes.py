@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.secrecy import GATEWAY_LOGS
+
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "tests" / "fixtures" / "inboxcomponents"  # copies of the provider docs
 
@@ -161,4 +163,5 @@ class GatewayProcess:
 
     def close(self) -> None:
         self.stop()
+        GATEWAY_LOGS.append(self.logs())
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -56,3 +56,16 @@ def test_configured_logger_writes_json_lines_without_the_secret(monkeypatch: obj
     assert record["url"] == "redis://***@h:1/0"
     assert "tok-123" not in lines[0]
     assert "pw" not in lines[0]
+
+
+def test_the_session_secrecy_check_finds_a_leak() -> None:
+    from tests.support import secrecy
+
+    secrecy.remember("leaky-secret-value", b"short")
+    secrecy.GATEWAY_LOGS.append('{"event":"oops","detail":"leaky-secret-value"}')
+    try:
+        assert secrecy.leaks() == ["leaky-secret-value"]
+    finally:
+        secrecy.GATEWAY_LOGS.pop()
+        secrecy.SENT_SECRETS.discard("leaky-secret-value")
+    assert "leaky-secret-value" not in secrecy.leaks()
