@@ -38,6 +38,8 @@ from gateway.config_fields import (
 )
 from gateway.config_fields import parse_duration as parse_duration  # re-exported
 from gateway.config_fields import parse_size as parse_size  # re-exported
+from gateway.config_sources import SourceConfig as SourceConfig  # re-exported
+from gateway.config_sources import read_sources
 from gateway.errors import ConfigError
 
 
@@ -69,14 +71,6 @@ class StoreConfig:
     pool_size: int
     socket_timeout: float
     connect_timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class SourceConfig:
-    name: str
-    kind: str
-    path: str
-    ce_source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +138,6 @@ class Config:
         raise KeyError(name)
 
 
-# Source kind -> default ce_source (the provider's canonical origin).
-_KINDS: Final = {"inboxcomponents": "https://app.inboxcomponents.com"}
 _FORMATS: Final = ("cloudevents-binary", "cloudevents-structured", "raw")
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 _KEY_PREFIX: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -171,7 +163,7 @@ def parse(text: str, env: Mapping[str, str]) -> Config:
     if not isinstance(tree, dict):
         raise ConfigError("", "the config file must be a mapping")
     try:
-        return _build(interpolate(tree, "", env))
+        return _build(interpolate(tree, "", env), env)
     except RecursionError:  # only a self-referencing YAML alias nests this deep
         raise ConfigError("", "the config nests too deeply (a recursive YAML alias?)") from None
 
@@ -202,9 +194,9 @@ _TARGET_KEYS: Final = (
 )
 
 
-def _build(root: object) -> Config:
+def _build(root: object, env: Mapping[str, str]) -> Config:
     top = Section(root, "", _TOP_KEYS)
-    sources = _sources(top.get("sources"))
+    sources = read_sources(top.get("sources"), env)
     targets = _targets(top.get("targets", None))
     return Config(
         listen=_listen(top.get("listen", None), "listen", 8080),
@@ -304,31 +296,6 @@ def _is_store_url(url: str) -> bool:
         return parts.path.startswith("/")
     db_ok = re.fullmatch(r"/?|/[0-9]+", parts.path) is not None
     return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and db_ok
-
-
-def _sources(node: object) -> tuple[SourceConfig, ...]:
-    named = read_named(node, "sources")
-    if not named:
-        raise ConfigError("sources", "at least one source is required")
-    sources: list[SourceConfig] = []
-    for name, value in named.items():
-        source = _source(name, value, f"sources.{name}")
-        owner = next((other.name for other in sources if other.path == source.path), None)
-        if owner is not None:
-            problem = f"duplicate path, also used by sources.{owner}"
-            raise ConfigError(f"sources.{name}.path", problem)
-        sources.append(source)
-    return tuple(sources)
-
-
-def _source(name: str, node: object, path: str) -> SourceConfig:
-    s = Section(node, path, ("kind", "path", "ce_source"))
-    kind = read_choice(s, "kind", REQUIRED, tuple(_KINDS))
-    url_path = read_text(s, "path", REQUIRED)
-    if not url_path.startswith("/") or re.search(r"[?#\s\x00-\x1f\x7f]", url_path):
-        problem = 'expected a path starting with "/", without "?", "#" or whitespace'
-        raise ConfigError(s.key_path("path"), f"{problem}, got {show(url_path)}")
-    return SourceConfig(name, kind, url_path, read_text(s, "ce_source", _KINDS[kind]))
 
 
 def _targets(node: object) -> tuple[TargetConfig, ...]:

@@ -291,7 +291,10 @@ def redact_url(text: str) -> str:
 
 
 def plain(obj: Any) -> dict[str, object]:
-    """A dataclass as nested dicts and lists, with every string passed through redact_url."""
+    """A dataclass as nested dicts and lists, with every string passed through redact_url.
+
+    Any other object becomes its str(): a Secret shows only its origin.
+    """
     return {field.name: _plain_value(getattr(obj, field.name)) for field in dataclasses.fields(obj)}
 
 
@@ -302,4 +305,6 @@ def _plain_value(value: object) -> object:
         return [_plain_value(item) for item in value]
     if isinstance(value, str):
         return redact_url(value)
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    return str(value)

@@ -17,15 +17,22 @@ class ConfigError(Exception):
 
 
 class Rejection(Exception):
-    """A request the gateway refuses: a 4xx with a short JSON reason."""
+    """A request the gateway refuses: a 4xx with a short JSON reason.
+
+    `reason` is for the sender (it names the problem); `code` is a short,
+    bounded machine word for a metric label, e.g. "bad_signature".
+    """
 
     status: int = 400
+    code: str = "invalid_payload"
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: str, status: int | None = None, code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         if status is not None:
             self.status = status
+        if code is not None:
+            self.code = code
 
 
 class StoreUnavailable(Exception):

@@ -14,7 +14,7 @@ import msgspec
 import gateway
 from gateway.config import SourceConfig, TargetConfig
 from gateway.models import Queued
-from gateway.sources import SOURCE_KINDS, CloudEvent, InboxComponents
+from gateway.sources import CloudEvent, Source, build_source
 
 Request = tuple[bytes, bytes]  # (complete head ending in a blank line, body)
 
@@ -42,8 +42,8 @@ class Renderer:
             *(f"{name}: {value}" for name, value in target.headers),
         ]
         self._static = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        self._sources: dict[str, tuple[InboxComponents, str]] = {
-            name: (SOURCE_KINDS[s.kind](), s.ce_source) for name, s in sources.items()
+        self._sources: dict[str, tuple[Source, str]] = {
+            name: (build_source(s), s.ce_source) for name, s in sources.items()
         }
 
     def render(self, entry: Queued) -> Request:
@@ -52,8 +52,8 @@ class Renderer:
         found = self._sources.get(entry.source)
         if found is None:
             raise UnknownSource(f"source {entry.source!r} is not configured")
-        kind, ce_source = found
-        event = kind.cloudevent(ce_source, entry.body)
+        source, ce_source = found
+        event = source.cloudevent(ce_source, entry.body, entry.event_type, entry.key)
         if self.format == "cloudevents-structured":
             return self._structured(event, entry.attempt)
         return self._binary(event, entry.attempt)

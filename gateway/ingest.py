@@ -18,7 +18,7 @@ from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.protocol import Endpoint, Exchange, Request
 from gateway.replies import Reply
 from gateway.routing import Routes
-from gateway.sources import SOURCE_KINDS, InboxComponents
+from gateway.sources import Source, build_source
 
 log = structlog.get_logger("gateway.ingest")
 
@@ -60,7 +60,7 @@ class SourceEndpoint:
     ) -> None:
         self.name = config.name
         self.path = config.path
-        self._source: InboxComponents = SOURCE_KINDS[config.kind]()
+        self._source: Source = build_source(config)
         self._routes = routes
         self._batcher = batcher
         self.metrics = metrics
@@ -68,12 +68,21 @@ class SourceEndpoint:
         self.not_allowed = replies.method_not_allowed("POST")
         self._conflict_logged = -_CONFLICT_LOG_INTERVAL
 
+    def early_check(self, headers: list[tuple[bytes, bytes]]) -> Reply | None:
+        """Header-only checks before the body is read (the listener answers and counts)."""
+        rejection = self._source.early_check(headers, time.time())
+        if rejection is None:
+            return None
+        self.metrics.rejected(rejection.code)
+        return _rejection_reply(rejection)
+
     def handle(self, request: Request, exchange: Exchange) -> None:
         try:
-            parsed = self._source.parse(request.body)
+            parsed = self._source.parse(request.headers, request.body, time.time())
         except Rejection as rejection:
+            self.metrics.rejected(rejection.code)
             self.metrics.answered(rejection.status)
-            exchange.respond(replies.problem(rejection.status, "invalid_event", rejection.reason))
+            exchange.respond(_rejection_reply(rejection))
             return
         targets, routed = self._routes.targets(self.name, parsed.event_type)
         if not routed:
@@ -117,6 +126,11 @@ class SourceEndpoint:
                 source=self.name,
                 detail="an idempotency key was reused with another body; acked as a duplicate",
             )
+
+
+def _rejection_reply(rejection: Rejection) -> Reply:
+    # A signature failure says which check failed, never what was expected.
+    return replies.problem(rejection.status, rejection.code, rejection.reason)
 
 
 class IngestRouter:

@@ -53,6 +53,10 @@ class Metrics:
         self.duplicates = Counter(
             PREFIX + "duplicates", "Events acked as already seen.", ["source"], registry=r
         )
+        self.rejected = Counter(
+            PREFIX + "rejected", "Requests refused by a source: authentication or payload.",
+            ["source", "reason"], registry=r,
+        )  # fmt: skip
         self.key_conflicts = Counter(
             PREFIX + "key_conflicts",
             "Events whose idempotency key was seen before with another body.",
@@ -125,7 +129,10 @@ class StatusCounter:
 class SourceMetrics(StatusCounter):
     """One source's children, bound once."""
 
-    __slots__ = ("ack", "admitted", "duplicates", "key_conflicts", "name", "unrouted")
+    __slots__ = (
+        *("_metrics", "_reasons", "ack", "admitted", "duplicates"),
+        *("key_conflicts", "name", "unrouted"),
+    )
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         super().__init__(metrics.requests, name)
@@ -135,6 +142,14 @@ class SourceMetrics(StatusCounter):
         self.duplicates = metrics.duplicates.labels(name)
         self.unrouted = metrics.unrouted.labels(name)
         self.key_conflicts = metrics.key_conflicts.labels(name)
+        self._metrics = metrics
+        self._reasons: dict[str, Counter] = {}
+
+    def rejected(self, reason: str) -> None:
+        child = self._reasons.get(reason)
+        if child is None:  # reasons are a small fixed set of codes
+            child = self._reasons[reason] = self._metrics.rejected.labels(self.name, reason)
+        child.inc()
 
 
 class TargetMetrics:

@@ -10,9 +10,15 @@ import yaml
 from tests.support.processes import ROOT
 
 
-def config_variant(directory: Path, changes: dict[str, Any], name: str = "gateway.yaml") -> str:
-    """Write config/gateway.yaml with `changes` merged in (nested dicts merge)."""
-    doc = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
+def config_variant(
+    directory: Path,
+    changes: dict[str, Any],
+    name: str = "gateway.yaml",
+    base: str = "config/gateway.yaml",
+) -> str:
+    """Write `base` (default config/gateway.yaml) with `changes` merged in
+    (nested dicts merge)."""
+    doc = yaml.safe_load((ROOT / base).read_text())
     _merge(doc, changes)
     path = directory / name
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

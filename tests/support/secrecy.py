@@ -19,6 +19,4 @@ def remember(*values: str | bytes) -> None:
 
 
 def leaks() -> list[str]:
-    return sorted(
-        {secret for secret in SENT_SECRETS for log in GATEWAY_LOGS if secret in log}
-    )
+    return sorted({secret for secret in SENT_SECRETS for log in GATEWAY_LOGS if secret in log})

@@ -329,8 +329,9 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
         ({"sources": {"inbox": DELETE}}, "sources: at least one source is required"),
         ({"sources": {"inbox": {"kind": DELETE}}}, "sources.inbox.kind: required key missing"),
         (
-            {"sources": {"inbox": {"kind": "github"}}},
-            'sources.inbox.kind: unknown kind "github" (allowed: inboxcomponents)',
+            {"sources": {"inbox": {"kind": "gitlab"}}},
+            'sources.inbox.kind: unknown kind "gitlab" (allowed: inboxcomponents, '
+            "standard-webhooks, github, stripe, shopify, slack, generic-hmac, token)",
         ),
         (
             {"sources": {"inbox": {"path": "webhooks"}}},

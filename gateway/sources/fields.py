@@ -1,0 +1,114 @@
+"""Finding the idempotency key and the event type: in a header, or at a dot
+path of the JSON body.
+
+Both end up in HTTP headers (ce-id, ce-type) and Redis keys, so they must be
+visible ASCII and bounded: a hostile sender cannot bloat the dedup keyspace
+or smuggle a line break into a forwarded request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from gateway.errors import Rejection
+
+if TYPE_CHECKING:
+    from gateway.config_sources import FieldRef
+
+_VISIBLE: Final = re.compile(r"[\x21-\x7e]+")
+TOO_DEEP: Final = "invalid JSON: nested too deeply"
+
+
+class FieldReader:
+    """A compiled FieldRef ("header", "X-Name") or ("body", "dot.path"):
+    a lower-cased header name or a path of keys."""
+
+    __slots__ = ("alias", "code", "header", "label", "limit", "path")
+
+    def __init__(
+        self,
+        location: str,
+        name: str,
+        code: str,
+        limit: int,
+        aliases: Mapping[bytes, bytes] | None = None,
+    ) -> None:
+        self.code = code  # the Rejection code when the value is absent
+        self.limit = limit
+        self.header: bytes | None = None
+        self.alias: bytes | None = None
+        self.path: tuple[str, ...] = ()
+        if location == "header":
+            self.header = name.lower().encode("ascii")
+            self.alias = (aliases or {}).get(self.header)
+            self.label = f"header {name}"
+        else:
+            self.path = tuple(name.split("."))
+            self.label = name
+
+    @classmethod
+    def of(
+        cls, ref: FieldRef, code: str, limit: int, aliases: Mapping[bytes, bytes]
+    ) -> FieldReader:
+        return cls(ref.location, ref.name, code, limit, aliases)
+
+    @property
+    def in_body(self) -> bool:
+        return self.header is None
+
+    def read(self, headers: list[tuple[bytes, bytes]], document: object) -> str:
+        if self.header is None:
+            return self.check(_walk(document, self.path))
+        value = header(headers, self.header)
+        if value is None and self.alias is not None:
+            value = header(headers, self.alias)
+        return self.check(None if value is None else value.decode("latin-1"))
+
+    def check(self, value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # numeric ids are common; they are visible ASCII as text
+        if value is None or value == "":
+            raise Rejection(f"missing or empty {self.label}", code=self.code)
+        if not isinstance(value, str):
+            raise Rejection(f"{self.label} must be a string", code="invalid_payload")
+        if len(value) > self.limit or _VISIBLE.fullmatch(value) is None:
+            problem = f"{self.label} must be 1-{self.limit} visible ASCII characters"
+            raise Rejection(problem, code="invalid_payload")
+        return value
+
+
+def read_fields(
+    key: FieldReader, event: FieldReader, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[str, str]:
+    """(key, event type); the body is decoded only if one of them lives there."""
+    document = decode_json(body) if key.in_body or event.in_body else None
+    return key.read(headers, document), event.read(headers, document)
+
+
+def decode_json(body: bytes) -> object:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise Rejection(f"invalid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # msgspec's nesting limit: a small body can hit it
+        raise Rejection(TOO_DEEP, code="invalid_json") from None
+
+
+def _walk(document: object, path: tuple[str, ...]) -> object:
+    for step in path:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(step)
+    return document
+
+
+def header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of a header; the listener gives names lower-cased."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
