@@ -130,7 +130,8 @@ def test_invalid_events_are_400_naming_the_problem_and_store_nothing(
 ) -> None:
     answer = post_once(gateway.port, body)
     assert answer.status == 400
-    assert answer.json()["error"] in {"invalid_json", "invalid_payload", "missing_key", "missing_event"}
+    codes = {"invalid_json", "invalid_payload", "missing_key", "missing_event"}
+    assert answer.json()["error"] in codes
     assert detail in str(answer.json()["detail"])
     assert redis_db.dbsize() == 0
 
