@@ -47,6 +47,15 @@ from gateway.errors import ConfigError
 class Listen:
     host: str
     port: int
+    tls_cert: str = ""  # both set: the listener speaks TLS, reloading the files when they change
+    tls_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    rate_limit: float = 0.0  # requests per second per client IP; 0 = no limit
+    burst: int = 50  # requests a client may send at once before the rate applies
+    trusted_hops: int = 0  # X-Forwarded-For entries appended by proxies we trust
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,7 @@ class Config:
     data_dir: str
     log_level: str
     forwarder: ForwarderConfig
+    clients: Clients = Clients()
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -182,7 +192,7 @@ def redacted(config: Config) -> dict[str, object]:
 
 _TOP_KEYS: Final = (
     *("listen", "admin", "limits", "shutdown_grace", "store", "sources", "targets"),
-    *("routes", "unrouted", "data_dir", "log_level", "forwarder"),
+    *("routes", "unrouted", "data_dir", "log_level", "forwarder", "clients"),
 )
 _STORE_KEYS: Final = (
     *("url", "dedup_ttl", "admit_deadline", "partitions", "key_prefix", "pool_size"),
@@ -199,7 +209,7 @@ def _build(root: object, env: Mapping[str, str]) -> Config:
     sources = read_sources(top.get("sources"), env)
     targets = _targets(top.get("targets", None))
     return Config(
-        listen=_listen(top.get("listen", None), "listen", 8080),
+        listen=_public_listen(top.get("listen", None)),
         admin=_listen(top.get("admin", None), "admin", 9102),
         limits=_limits(top.get("limits", None)),
         shutdown_grace=read_duration(top, "shutdown_grace", "10s"),
@@ -211,7 +221,45 @@ def _build(root: object, env: Mapping[str, str]) -> Config:
         data_dir=read_text(top, "data_dir", "./data"),
         log_level=read_choice(top, "log_level", "info", _LOG_LEVELS),
         forwarder=_forwarder(top.get("forwarder", None), targets),
+        clients=_clients(top.get("clients", None)),
     )
+
+
+def _clients(node: object) -> Clients:
+    s = Section(node, "clients", ("rate_limit", "burst", "trusted_hops"))
+    rate = s.get("rate_limit", 0)
+    try:
+        per_second = float(rate) if not isinstance(rate, bool) else -1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        per_second = -1.0
+    if not 0.0 <= per_second <= 1e6:
+        problem = f"expected requests per second (0 = no limit), got {show(rate)}"
+        raise ConfigError(s.key_path("rate_limit"), problem)
+    return Clients(
+        rate_limit=per_second,
+        burst=read_int(s, "burst", 50, 1, 1_000_000),
+        trusted_hops=read_int(s, "trusted_hops", 0, 0, 16),
+    )
+
+
+def _optional_path(s: Section, key: str) -> str:
+    value = s.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(s.key_path(key), f"expected a file path, got {show(value)}")
+    return value
+
+
+def _public_listen(node: object) -> Listen:
+    s = Section(node, "listen", ("host", "port", "tls"))
+    tls = Section(s.get("tls", None), "listen.tls", ("cert", "key"))
+    cert, key = _optional_path(tls, "cert"), _optional_path(tls, "key")
+    if bool(cert) != bool(key):
+        raise ConfigError("listen.tls", "set both cert and key, or neither")
+    for field, file in (("cert", cert), ("key", key)):
+        if file and not os.path.isfile(file):
+            raise ConfigError(f"listen.tls.{field}", f"no such file: {show(file)}")
+    host, port = read_text(s, "host", "0.0.0.0"), read_port(s, "port", 8080)
+    return Listen(host, port, cert, key)
 
 
 def _forwarder(node: object, targets: tuple[TargetConfig, ...]) -> ForwarderConfig:

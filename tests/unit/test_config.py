@@ -279,6 +279,19 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
         ({"listen": {"host": ""}}, 'listen.host: expected a non-empty string, got ""'),
         ({"forwarder": {"enabled": "yes"}}, 'forwarder.enabled: expected true or false, got "yes"'),
         (
+            {"clients": {"rate_limit": "fast"}},
+            'clients.rate_limit: expected requests per second (0 = no limit), got "fast"',
+        ),
+        ({"clients": {"trusted_hops": 99}}, "clients.trusted_hops: expected an integer 0-16, got 99"),
+        (
+            {"listen": {"tls": {"cert": "/etc/hostname"}}},
+            "listen.tls: set both cert and key, or neither",
+        ),
+        (
+            {"listen": {"tls": {"cert": "/etc/hostname", "key": "/no/such.key"}}},
+            'listen.tls.key: no such file: "/no/such.key"',
+        ),
+        (
             {"forwarder": {"visibility_timeout": "5s"}},
             "forwarder.visibility_timeout: must be longer than the longest target timeout (10s)",
         ),
@@ -527,6 +540,6 @@ def test_redacted_hides_target_header_values() -> None:
 
 def test_redacted_is_plain_data() -> None:
     plain = redacted(load(SHIPPED, {}))
-    assert plain["listen"] == {"host": "0.0.0.0", "port": 8080}
+    assert plain["listen"] == {"host": "0.0.0.0", "port": 8080, "tls_cert": "", "tls_key": ""}
     assert plain["routes"] == [{"source": "inboxcomponents", "events": ["*"], "targets": ["app"]}]
     assert yaml.safe_dump(plain)  # only plain types: dict, list, str, int, float, bool, None
