@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 
 import structlog
 
@@ -23,6 +24,7 @@ from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
 from gateway.routing import Routes
 from gateway.store.redis import RedisStore
+from gateway.tls import ReloadingCertificate
 
 log = structlog.get_logger("gateway")
 
@@ -48,6 +50,10 @@ class Gateway:
         refused = self.metrics.connections_refused.inc
         self.connections = Connections(config.limits.max_connections, refused)
         self.admin_connections = Connections(_ADMIN_CONNECTIONS)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.certificate: ReloadingCertificate | None = None
+        if config.listen.tls_cert:
+            self.certificate = ReloadingCertificate(config.listen.tls_cert, config.listen.tls_key)
         self.forwarder: Forwarder | None = None
         self.delivery_store: RedisStore | None = None
         if config.forwarder.enabled and config.targets:
@@ -60,8 +66,14 @@ class Gateway:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         public = await _listen(
-            self.config.listen, self.ingest, self.config.limits, self.connections
+            self.config.listen,
+            self.ingest,
+            self.config.limits,
+            self.connections,
+            self.certificate.context if self.certificate is not None else None,
         )
+        if self.certificate is not None:
+            self._tasks.add(loop.create_task(self.certificate.watch()))
         admin = await _listen(
             self.config.admin, self.admin, self.config.limits, self.admin_connections
         )
@@ -79,6 +91,8 @@ class Gateway:
             self.forwarder.start()
         await self.stopping.wait()
         await asyncio.gather(self._drain(public), self._stop_forwarder())
+        for task in self._tasks:
+            task.cancel()
         admin.close()
         self.admin_connections.close_all()
         await self.store.close()
@@ -126,11 +140,20 @@ class Gateway:
 
 
 async def _listen(
-    where: Listen, router: Router, limits: Limits, connections: Connections
+    where: Listen,
+    router: Router,
+    limits: Limits,
+    connections: Connections,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: HttpProtocol(router, limits, connections), where.host, where.port, backlog=2048
+        lambda: HttpProtocol(router, limits, connections),
+        where.host,
+        where.port,
+        backlog=2048,
+        ssl=tls,
+        ssl_handshake_timeout=limits.header_timeout if tls is not None else None,
     )
 
 
