@@ -48,10 +48,20 @@ def problem(status: int, error: str, detail: str = "", **headers: str) -> Reply:
 ACCEPTED = build(200, b'{"status":"accepted"}')
 DUPLICATE = build(200, b'{"status":"duplicate"}')
 NOT_FOUND = problem(404, "not_found", "no webhook source at this path")
-MALFORMED = problem(400, "malformed_http", "the request is not valid HTTP/1.1")
 UPGRADE_REFUSED = problem(400, "upgrade_not_supported", "protocol upgrades are not supported")
 HEADERS_TOO_LARGE = problem(431, "headers_too_large", "the header block exceeds the limit")
 BODY_TOO_LARGE = problem(413, "body_too_large", "the request body exceeds the limit")
+REQUEST_TIMEOUT = problem(408, "request_timeout", "the request was not received in time")
+UNSUPPORTED_VERSION = problem(
+    400, "unsupported_http_version", "only HTTP/1.0 and HTTP/1.1 are served here"
+)
+BAD_TRANSFER_ENCODING = problem(
+    400,
+    "unsupported_transfer_encoding",
+    "Transfer-Encoding must be exactly chunked, and only on HTTP/1.1",
+)
+INVALID_HOST = problem(400, "invalid_host", "an HTTP/1.1 request needs exactly one Host header")
+INTERNAL_ERROR = problem(500, "internal_error", "the listener failed on this request")
 STORE_UNAVAILABLE = problem(
     503, "store_unavailable", "the event could not be persisted; retry later", Retry_After="5"
 )

@@ -282,7 +282,10 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
             {"clients": {"rate_limit": "fast"}},
             'clients.rate_limit: expected requests per second (0 = no limit), got "fast"',
         ),
-        ({"clients": {"trusted_hops": 99}}, "clients.trusted_hops: expected an integer 0-16, got 99"),
+        (
+            {"clients": {"trusted_hops": 99}},
+            "clients.trusted_hops: expected an integer 0-16, got 99",
+        ),
         (
             {"listen": {"tls": {"cert": "/etc/hostname"}}},
             "listen.tls: set both cert and key, or neither",
