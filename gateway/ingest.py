@@ -11,14 +11,15 @@ import structlog
 
 from gateway import replies
 from gateway.admit import AdmitBatcher
-from gateway.config import SourceConfig
+from gateway.clients import AllowList, RateLimiter, client_ip, retry_after_seconds
+from gateway.config import Clients, SourceConfig
 from gateway.errors import Rejection
 from gateway.metrics import Metrics, SourceMetrics
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.protocol import Endpoint, Exchange, Request
 from gateway.replies import Reply
 from gateway.routing import Routes
-from gateway.sources import Source, build_source
+from gateway.sources import PATH_TOKEN, Source, build_source
 
 log = structlog.get_logger("gateway.ingest")
 
@@ -47,6 +48,41 @@ class Tokens:
         return self._prefix + str(next(self._count))
 
 
+class ClientPolicy:
+    """Per-client rules shared by every source: the client's address behind
+    trusted proxies, and its rate limit (off unless configured)."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.trusted_hops = clients.trusted_hops
+        self.limiter = (
+            RateLimiter(clients.rate_limit, clients.burst) if clients.rate_limit > 0 else None
+        )
+        self._throttled: dict[str, Reply] = {}  # Retry-After value -> reply
+
+    def address(self, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+        if self.trusted_hops == 0:
+            return peer
+        hops = [v for n, v in headers if n == b"x-forwarded-for"]
+        return client_ip(peer, b",".join(hops) if hops else None, self.trusted_hops)
+
+    def throttle(self, ip: str) -> Reply | None:
+        if self.limiter is None:
+            return None
+        wait = self.limiter.wait(ip, time.monotonic())
+        if wait == 0.0:
+            return None
+        seconds = retry_after_seconds(wait)
+        reply = self._throttled.get(seconds)
+        if reply is None:
+            detail = "too many requests from this client"
+            reply = replies.problem(429, "rate_limited", detail, Retry_After=seconds)
+            self._throttled[seconds] = reply
+        return reply
+
+
+_FORBIDDEN = replies.problem(403, "ip_not_allowed", "this client address may not call")
+
+
 class SourceEndpoint:
     """POST <path>: parse, route, admit, and answer once the admit returned."""
 
@@ -57,9 +93,13 @@ class SourceEndpoint:
         batcher: AdmitBatcher,
         metrics: SourceMetrics,
         tokens: Tokens,
+        clients: ClientPolicy,
     ) -> None:
         self.name = config.name
         self.path = config.path
+        self.path_token = config.token is not None and config.token.path_segment
+        self._allow = AllowList(config.allow_ips)
+        self._clients = clients
         self._source: Source = build_source(config)
         self._routes = routes
         self._batcher = batcher
@@ -68,13 +108,30 @@ class SourceEndpoint:
         self.not_allowed = replies.method_not_allowed("POST")
         self._conflict_logged = -_CONFLICT_LOG_INTERVAL
 
-    def early_check(self, headers: list[tuple[bytes, bytes]]) -> Reply | None:
-        """Header-only checks before the body is read (the listener answers and counts)."""
+    def early_check(self, headers: list[tuple[bytes, bytes]], peer: str) -> Reply | None:
+        """Checks before the body is read (the listener answers and counts):
+        who is calling, how often, and the credentials in the headers."""
+        if self._allow or self._clients.limiter is not None:
+            refused = self._admit_client(self._clients.address(peer, headers))
+            if refused is not None:
+                return refused
         rejection = self._source.early_check(headers, time.time())
         if rejection is None:
             return None
         self.metrics.rejected(rejection.code)
         return _rejection_reply(rejection)
+
+    def _admit_client(self, ip: str) -> Reply | None:
+        if not self._allow.allows(ip):
+            self.metrics.rejected("ip_not_allowed")
+            return _FORBIDDEN
+        throttled = self._clients.throttle(ip)
+        if throttled is not None:
+            self.metrics.rejected("rate_limited")
+        return throttled
+
+    def with_path_token(self, token: str) -> PathTokenEndpoint:
+        return PathTokenEndpoint(self, (PATH_TOKEN, token.encode("latin-1")))
 
     def handle(self, request: Request, exchange: Exchange) -> None:
         try:
@@ -133,21 +190,50 @@ def _rejection_reply(rejection: Rejection) -> Reply:
     return replies.problem(rejection.status, rejection.code, rejection.reason)
 
 
+class PathTokenEndpoint:
+    """A source whose secret is the last path segment, for one request: the
+    segment travels to the source as a pseudo header, never into logs."""
+
+    __slots__ = ("_endpoint", "_token", "name")
+
+    def __init__(self, endpoint: SourceEndpoint, token: tuple[bytes, bytes]) -> None:
+        self._endpoint = endpoint
+        self._token = token
+        self.name = endpoint.name
+
+    def early_check(self, headers: list[tuple[bytes, bytes]], peer: str) -> Reply | None:
+        return self._endpoint.early_check([*headers, self._token], peer)
+
+    def handle(self, request: Request, exchange: Exchange) -> None:
+        request.headers = [*request.headers, self._token]
+        self._endpoint.handle(request, exchange)
+
+
 class IngestRouter:
-    """Routes the public listener's requests to source endpoints by exact path."""
+    """Routes the public listener's requests to source endpoints by path:
+    exact, or `<path>/<token>` for sources whose secret is a path segment."""
 
     def __init__(self, endpoints: list[SourceEndpoint], metrics: Metrics) -> None:
-        self._by_path = {e.path: e for e in endpoints}
+        self._by_path = {e.path: e for e in endpoints if not e.path_token}
+        self._by_token_path = {e.path.rstrip("/"): e for e in endpoints if e.path_token}
         self._unknown = metrics.statuses("unknown")
 
-    def resolve(self, method: bytes, path: str) -> Endpoint | Reply:
+    def _find(self, path: str) -> tuple[SourceEndpoint | None, str]:
         endpoint = self._by_path.get(path)
+        if endpoint is not None or not self._by_token_path:
+            return endpoint, ""
+        base, _, token = path.rpartition("/")
+        endpoint = self._by_token_path.get(base)
+        return (endpoint, token) if endpoint is not None and token else (None, "")
+
+    def resolve(self, method: bytes, path: str) -> Endpoint | Reply:
+        endpoint, token = self._find(path)
         if endpoint is None:
             return replies.NOT_FOUND
         if method != b"POST":
             return endpoint.not_allowed
-        return endpoint
+        return endpoint.with_path_token(token) if token else endpoint
 
     def record(self, status: int, path: str) -> None:
-        endpoint = self._by_path.get(path)
+        endpoint, _ = self._find(path)
         (endpoint.metrics if endpoint is not None else self._unknown).answered(status)

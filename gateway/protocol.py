@@ -11,7 +11,7 @@ into the headers. Nothing escapes a callback: an endpoint's exception is a 500,
 reported to the loop's exception handler.
 
 Early checks: once a head is complete and resolves to an endpoint, the
-endpoint's optional `early_check(headers)` runs before a byte of the body is
+endpoint's optional `early_check(headers, peer)` runs before a byte of the body is
 read, with or without `Expect`. A Reply from it is written at once and the
 connection closes (lingering): an unauthenticated body is never read. With
 `Expect: 100-continue` the 100 goes out only after framing, path, method,
@@ -39,7 +39,7 @@ from gateway.replies import Reply
 
 LINGER_SECONDS = 2.0
 
-EarlyCheck = Callable[[Headers], Reply | None]
+EarlyCheck = Callable[[Headers, str], Reply | None]  # (headers, peer address)
 
 
 class Request:
@@ -71,8 +71,9 @@ class Request:
 class Endpoint(Protocol):
     """Answers complete requests through their `Exchange`.
 
-    An endpoint may also define `early_check(headers) -> Reply | None` (an
-    `EarlyCheck`), called once the head is complete and before the body is
+    An endpoint may also define `early_check(headers, peer) -> Reply | None`
+    (an `EarlyCheck`; peer: the socket's remote address, "" for a Unix
+    socket), called once the head is complete and before the body is
     read. A Reply from it is answered at once and the connection closed; the
     listener writes and counts it (`Router.record`), so the endpoint must not
     count it too. It is not a member here, so endpoints without it still match.
@@ -131,6 +132,7 @@ class HttpProtocol(asyncio.Protocol):
         "_moved",
         "_parser",
         "_path",
+        "_peer",
         "_queue",
         "_reading",
         "_router",
@@ -157,6 +159,7 @@ class HttpProtocol(asyncio.Protocol):
         self._moved = False  # the current chunk delivered body bytes
         self._linger = False
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._peer = ""
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -178,6 +181,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) else ""
         if not self._connections.add(self):
             self._done = True
             transport.abort()
@@ -299,7 +304,7 @@ class HttpProtocol(asyncio.Protocol):
                 raise Rejected(target)  # the client waits for a 100 or this answer
             return
         check: EarlyCheck | None = getattr(target, "early_check", None)
-        rejected = check(self._headers) if check is not None else None
+        rejected = check(self._headers, self._peer) if check is not None else None
         if rejected is not None:
             raise Rejected(rejected)
         if expect and not self._queue:

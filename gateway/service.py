@@ -19,7 +19,7 @@ from gateway.admin import AdminRouter
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted
 from gateway.forwarder import BLOCK_MS, Forwarder
-from gateway.ingest import IngestRouter, SourceEndpoint, Tokens
+from gateway.ingest import ClientPolicy, IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
 from gateway.routing import Routes
@@ -41,8 +41,9 @@ class Gateway:
         self.stopping = asyncio.Event()
         routes = Routes(config.routes, config.unrouted)
         tokens = Tokens()
+        clients = ClientPolicy(config.clients)
         endpoints = [
-            SourceEndpoint(s, routes, self.batcher, self.metrics.source(s.name), tokens)
+            SourceEndpoint(s, routes, self.batcher, self.metrics.source(s.name), tokens, clients)
             for s in config.sources
         ]
         self.ingest = IngestRouter(endpoints, self.metrics)

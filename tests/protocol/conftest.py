@@ -90,7 +90,8 @@ class Checked(Echo):
         super().__init__()
         self.checked: list[Headers] = []
 
-    def early_check(self, headers: Headers) -> Reply | None:
+    def early_check(self, headers: Headers, peer: str) -> Reply | None:
+        assert peer == "127.0.0.1"
         self.checked.append(headers)
         return None if (b"x-token", b"good") in headers else UNAUTHORIZED
 
