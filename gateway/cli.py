@@ -1,6 +1,9 @@
-"""Command line: `webhook-gateway run|check-config --config FILE`.
+"""Command line: `webhook-gateway run|check-config --config FILE`, and
+`webhook-gateway dead-letters list|show|replay|purge --config FILE [--target T]
+[--id ID | --all]` (gateway.deadletters).
 
-Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken), 2 bad config or usage.
+Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken, the store is
+unreachable), 2 bad config or usage, 3 `dead-letters --id` found nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +35,28 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    _dead_letters_parser(commands)
     return parser
+
+
+def _dead_letters_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dead = commands.add_parser("dead-letters", help="list, show, replay or purge dead letters")
+    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "one line per dead letter, oldest first, then the count"),
+        ("show", "every field of one dead letter, the body as received"),
+        ("replay", "put dead letters back on their target's queue, attempts reset"),
+        ("purge", "delete dead letters"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+        action.add_argument("--target", help="only this target's dead letters (default: all)")
+        if name == "show":
+            action.add_argument("--id", required=True, help="the dead letter's id (from list)")
+        elif name in ("replay", "purge"):
+            which = action.add_mutually_exclusive_group(required=True)
+            which.add_argument("--id", help="the dead letter's id (from list)")
+            which.add_argument("--all", action="store_true", help="every dead letter")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(config.routes)} routes)"
         )
         return 0
+    if args.command == "dead-letters":
+        from gateway.deadletters import command  # the store client only when needed
+
+        return command(args, config)
     return _run(config)
 
 

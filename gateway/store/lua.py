@@ -129,3 +129,30 @@ local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #nxt == 0 then return {#due, -1} end
 return {#due, tonumber(nxt[2])}
 """
+
+# KEYS: dead-letter stream, stream. ARGV: dead-letter id.
+# Puts one dead letter back on the target's stream with a fresh attempt count
+# (source, type, key, body and since kept; the failure bookkeeping dropped),
+# then deletes it from the dead-letter stream. Add before delete: a failure
+# midway leaves a duplicate at worst. An entry lacking an event field is left
+# alone: on the stream it would stop the forwarder that claims it.
+# Returns {'replayed', new id}, {'gone'} or {'malformed', missing field}.
+REPLAY_DEAD = """#!lua
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return {'gone'} end
+local have = {}
+local fields = found[1][2]
+for i = 1, #fields, 2 do have[fields[i]] = fields[i + 1] end
+local out = {}
+for _, name in ipairs({'source', 'type', 'key', 'body', 'since'}) do
+  if have[name] then
+    out[#out + 1] = name
+    out[#out + 1] = have[name]
+  elseif name ~= 'since' then
+    return {'malformed', name}
+  end
+end
+local id = redis.call('XADD', KEYS[2], '*', unpack(out))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return {'replayed', id}
+"""

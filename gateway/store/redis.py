@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -221,6 +222,42 @@ class RedisStore:
             entry_id, fields = first[0]
             oldest = int(fields.get(b"since") or entry_id.split(b"-")[0])
         return int(queued) + int(retrying), oldest
+
+    # -- dead letters -------------------------------------------------------------
+
+    async def dead_letter_range(
+        self, partition: int, target: str, start: str, end: str, count: int
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """One page of a target's dead letters in one partition, oldest first
+        (XRANGE start end COUNT count; a start of "(id" excludes that id)."""
+        key = self.keys.dead(partition, target)
+        reply = await self._call(self.redis.xrange(key, start, end, count), "dead_letters")
+        return [(entry_id, dict(fields)) for entry_id, fields in reply]
+
+    async def replay_dead_letter(
+        self, partition: int, target: str, entry_id: str
+    ) -> tuple[str, str]:
+        """Move one dead letter back onto the target's stream, atomically (lua.REPLAY_DEAD):
+        ("replayed", new entry id), ("gone", "") or ("malformed", the missing field)."""
+        keys = [self.keys.dead(partition, target), self.keys.stream(partition, target)]
+        reply = await self._call(self._replay_dead(keys=keys, args=[entry_id]), "replay")
+        outcome, *detail = (part.decode() for part in reply)
+        return outcome, detail[0] if detail else ""
+
+    async def purge_dead_letters(
+        self, partition: int, target: str, entry_ids: Sequence[str]
+    ) -> list[bool]:
+        """Delete dead letters; per id, whether it was still there."""
+        key = self.keys.dead(partition, target)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.xdel(key, entry_id)
+            deleted = await self._call(pipe.execute(), "purge")
+        return [int(n) == 1 for n in deleted]
+
+    @cached_property
+    def _replay_dead(self) -> Any:
+        return self.redis.register_script(lua.REPLAY_DEAD)
 
     # -- health -----------------------------------------------------------------
 
