@@ -85,7 +85,9 @@ def test_as_pid_1_in_its_own_pid_namespace_sigterm_still_stops_it(
     admin_port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(free_port()), "GATEWAY_ADMIN_PORT": str(admin_port)}
     env["STORE_URL"] = redis_server.url
-    args = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "gateway", "run"]
+    # --kill-child: if the test kills unshare, the namespace's PID 1 goes with it.
+    args = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    args += [sys.executable, "-m", "gateway", "run"]
     log = tmp_path / "gateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
