@@ -314,7 +314,7 @@ def _store(node: object) -> StoreConfig:
     s = Section(node, "store", _STORE_KEYS)
     url = read_text(s, "url", "redis://127.0.0.1:6379/0")
     if not _is_store_url(url):
-        hint = "use redis://host:port/db, rediss://host:port/db or unix:///path/to/socket"
+        hint = "use redis://host:port/db, rediss://, unix:///path/to/socket or sqlite:///file.db"
         raise ConfigError("store.url", f"not a store URL: {show(redact_url(url))} ({hint})")
     key_prefix = read_text(s, "key_prefix", "gw")
     if not _KEY_PREFIX.fullmatch(key_prefix):
@@ -342,6 +342,8 @@ def _is_store_url(url: str) -> bool:
         return False
     if parts.scheme == "unix":
         return parts.path.startswith("/")
+    if parts.scheme == "sqlite":  # sqlite:///relative/file.db or sqlite:////abs/file.db
+        return url.startswith("sqlite:///") and len(url) > len("sqlite:///")
     db_ok = re.fullmatch(r"/?|/[0-9]+", parts.path) is not None
     return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and db_ok
 

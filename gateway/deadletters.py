@@ -30,6 +30,7 @@ from typing import Final, Protocol
 
 from gateway.config import Config
 from gateway.errors import StoreUnavailable
+from gateway.store import sqlite_path
 from gateway.store.redis import RedisStore
 
 OK, FAILED, USAGE, NOT_FOUND = 0, 1, 2, 3  # FAILED: the store is unreachable
@@ -209,6 +210,8 @@ class _Failed(Exception):
 def command(args: argparse.Namespace, config: Config) -> int:
     """Run `dead-letters <action>` against the config's store; the exit code."""
     try:
+        if sqlite_path(config.store.url) is not None:
+            raise _Failed(2, "dead-letters does not support the SQLite store yet (Redis only)")
         targets = _targets(config, args.target)
         return asyncio.run(_run(args, RedisDeadLetters(RedisStore(config.store)), targets))
     except _Failed as exc:

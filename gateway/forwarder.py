@@ -27,7 +27,7 @@ from gateway.formats import Renderer, UnknownSource
 from gateway.metrics import Metrics, TargetMetrics
 from gateway.models import Queued
 from gateway.policy import Verdict, judge, next_delay
-from gateway.store.redis import RedisStore
+from gateway.store import DeliveryStore
 from gateway.upstream import ConnectError, Pool, UpstreamError, UpstreamTimeout
 
 log = structlog.get_logger("gateway.forwarder")
@@ -53,7 +53,7 @@ class TargetForwarder:
         self,
         target: TargetConfig,
         sources: Mapping[str, SourceConfig],
-        store: RedisStore,
+        store: DeliveryStore,
         config: ForwarderConfig,
         metrics: TargetMetrics,
     ) -> None:
@@ -334,7 +334,7 @@ class Forwarder:
         self,
         targets: tuple[TargetConfig, ...],
         sources: tuple[SourceConfig, ...],
-        store: RedisStore,
+        store: DeliveryStore,
         config: ForwarderConfig,
         metrics: Metrics,
     ) -> None:

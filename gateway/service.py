@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+from pathlib import Path
 
 import structlog
 
@@ -18,25 +19,29 @@ import gateway
 from gateway.admin import AdminRouter
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted
+from gateway.errors import StoreUnavailable
 from gateway.forwarder import BLOCK_MS, Forwarder
 from gateway.ingest import ClientPolicy, IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
 from gateway.routing import Routes
+from gateway.store import DeliveryStore, Store, sqlite_path
 from gateway.store.redis import RedisStore
+from gateway.store.sqlite import SqliteStore
 from gateway.tls import ReloadingCertificate
 
 log = structlog.get_logger("gateway")
 
 _ADMIN_CONNECTIONS = 64  # probes and scrapes only
 _STARTUP_CHECK_TIMEOUT = 2.0
+_SWEEP_INTERVAL = 60.0  # seconds between deletions of expired dedup markers (SQLite)
 
 
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.store = RedisStore(config.store)
+        self.store, self.delivery_store = _stores(config)
         self.batcher = AdmitBatcher(self.store, config.store.admit_deadline, self.metrics)
         self.stopping = asyncio.Event()
         routes = Routes(config.routes, config.unrouted)
@@ -56,10 +61,7 @@ class Gateway:
         if config.listen.tls_cert:
             self.certificate = ReloadingCertificate(config.listen.tls_cert, config.listen.tls_key)
         self.forwarder: Forwarder | None = None
-        self.delivery_store: RedisStore | None = None
-        if config.forwarder.enabled and config.targets:
-            # Its own pool: blocking reads and deliveries never delay an admit.
-            self.delivery_store = RedisStore(config.store, block_ms=BLOCK_MS)
+        if self.delivery_store is not None:
             self.forwarder = Forwarder(
                 config.targets, config.sources, self.delivery_store, config.forwarder, self.metrics
             )
@@ -75,6 +77,8 @@ class Gateway:
         )
         if self.certificate is not None:
             self._tasks.add(loop.create_task(self.certificate.watch()))
+        if isinstance(self.store, SqliteStore):
+            self._tasks.add(loop.create_task(_sweep_expired_markers(self.store)))
         admin = await _listen(
             self.config.admin, self.admin, self.config.limits, self.admin_connections
         )
@@ -97,7 +101,7 @@ class Gateway:
         admin.close()
         self.admin_connections.close_all()
         await self.store.close()
-        if self.delivery_store is not None:
+        if self.delivery_store is not None and self.delivery_store is not self.store:
             await self.delivery_store.close()
         log.info("stopped")
         return 0
@@ -138,6 +142,31 @@ class Gateway:
             still_open = len(self.connections.open)
             log.warning("shutdown_grace_exceeded", grace_seconds=grace, open=still_open)
             self.connections.close_all()
+
+
+def _stores(config: Config) -> tuple[Store, DeliveryStore | None]:
+    """The admit store and the forwarder's (None with the forwarder off)."""
+    deliver = config.forwarder.enabled and bool(config.targets)
+    path = sqlite_path(config.store.url)
+    if path is not None:
+        # One file, one connection thread: admit and forwarder share the store
+        # (its blocking claim wakes on an admit of the same process).
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sqlite = SqliteStore(config.store, path=path)
+        return sqlite, (sqlite if deliver else None)
+    # Redis: the forwarder gets its own pool, so blocking reads and deliveries
+    # never make an admit wait for a connection.
+    delivery = RedisStore(config.store, block_ms=BLOCK_MS) if deliver else None
+    return RedisStore(config.store), delivery
+
+
+async def _sweep_expired_markers(store: SqliteStore) -> None:
+    while True:
+        await asyncio.sleep(_SWEEP_INTERVAL)
+        try:
+            await store.sweep()
+        except StoreUnavailable as exc:
+            log.warning("store_sweep_failed", error=str(exc))
 
 
 async def _listen(

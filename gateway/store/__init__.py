@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.models import Admission, AdmitOutcome
+from gateway.models import Admission, AdmitOutcome, Queued
 
 
 class Store(Protocol):
@@ -28,3 +28,42 @@ class Store(Protocol):
     async def durability_warnings(self) -> list[str]: ...
 
     async def close(self) -> None: ...
+
+
+class DeliveryStore(Store, Protocol):
+    """What the forwarder needs: the queue side of the contract (DESIGN.md §3)."""
+
+    partitions: int
+
+    async def ensure_group(self, partition: int, target: str) -> None: ...
+
+    async def claim(
+        self, partition: int, target: str, consumer: str, count: int, block_ms: int
+    ) -> list[Queued]: ...
+
+    async def claim_own_pending(
+        self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
+    ) -> list[Queued]: ...
+
+    async def claim_stale(
+        self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Queued]: ...
+
+    async def ack(self, partition: int, target: str, ids: Sequence[bytes]) -> None: ...
+
+    async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None: ...
+
+    async def dead_letter(
+        self, entry: Queued, target: str, status: int, error: str, now_ms: int
+    ) -> None: ...
+
+    async def promote_due(self, partition: int, target: str, now_ms: int) -> int | None: ...
+
+    async def depth(self, partition: int, target: str) -> tuple[int, int | None]: ...
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///path` store URL (relative to the working
+    directory; `sqlite:////abs/path` for an absolute one), else None."""
+    prefix = "sqlite:///"
+    return url[len(prefix) :] if url.startswith(prefix) and len(url) > len(prefix) else None

@@ -327,7 +327,7 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
         (
             {"store": {"url": "http://:pw@redis:6379"}},
             'store.url: not a store URL: "http://:***@redis:6379" '
-            "(use redis://host:port/db, rediss://host:port/db or unix:///path/to/socket)",
+            "(use redis://host:port/db, rediss://, unix:///path/to/socket or sqlite:///file.db)",
         ),
         # Durations and sizes.
         (

@@ -1,0 +1,79 @@
+"""The gateway on the embedded SQLite store (STORE_URL=sqlite:///...): no Redis at all."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_delivery import load_until_killed
+from tests.support.processes import ROOT, GatewayProcess, wait_until
+from tests.support.sink import Sink
+from tests.support.webhooks import Poster, post_once, seed, with_key
+from tests.unit.test_delivery_rules import data_bytes
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/store/gateway.db"  # an absolute path: sqlite:////tmp/...
+
+
+def test_seeds_are_acked_deduplicated_and_delivered_without_redis(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, sqlite_url: str
+) -> None:
+    gw = start_gateway(STORE_URL=sqlite_url)
+    for name in ("message.received", "message.sent"):
+        assert post_once(gw.port, seed(name)).json()["status"] == "accepted"
+    poster = Poster(gw.port)
+    assert [poster.post(seed()).json()["status"] for _ in range(3)] == ["duplicate"] * 3
+    poster.close()
+    sink.wait_for(lambda s: len(s.received()) == 2, what="both seeds")
+    bodies = sorted(r.body for r in sink.received())
+    assert bodies == sorted(data_bytes(seed(n)) for n in ("message.received", "message.sent"))
+    assert all(r.headers["ce-specversion"] == "1.0" for r in sink.received())
+
+
+def test_a_500_is_retried_on_sqlite(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, sqlite_url: str
+) -> None:
+    gw = start_gateway(STORE_URL=sqlite_url, FORWARD_BACKOFF_INITIAL="50ms")
+    sink.plan("retry-me", 500, 503)
+    assert post_once(gw.port, with_key("retry-me")).status == 200
+    sink.wait_for(lambda s: len(s.received("retry-me")) == 3, what="two retries")
+    assert [r.headers["ce-attempt"] for r in sink.received("retry-me")] == ["1", "2", "3"]
+
+
+def test_kill_9_then_restart_on_sqlite_delivers_every_acked_event(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, sqlite_url: str
+) -> None:
+    sink.delay = 0.05
+    gw = start_gateway(STORE_URL=sqlite_url)
+    acked = load_until_killed(gw, lambda n: n >= 300, signal.SIGKILL)
+    gw.proc = None
+    gw.start()
+    sink.wait_for(lambda s: set(acked) <= set(s.keys()), timeout=30, what="every acked event")
+
+
+def test_the_dead_letters_command_says_sqlite_is_not_supported_yet(sqlite_url: str) -> None:
+    command = ["dead-letters", "list", "--config", "config/gateway.yaml"]
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *command],
+        cwd=ROOT, env={"STORE_URL": sqlite_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "SQLite" in result.stderr
+
+
+def test_sqlite_readiness_turns_green_without_redis(
+    start_gateway: Callable[..., GatewayProcess], sqlite_url: str
+) -> None:
+    gw = start_gateway(STORE_URL=sqlite_url)
+    wait_until(gw.ready, what="readiness")
+    assert Path(sqlite_url.removeprefix("sqlite:///")).exists()
