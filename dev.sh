@@ -34,6 +34,7 @@ ensure_venv() {
 # files under GATEWAY_DATA_DIR/redis.
 ensure_store() {
   local url="${STORE_URL:-redis://127.0.0.1:6379/0}"
+  case "$url" in sqlite:*) return ;; esac  # the embedded store needs no server
   if .venv/bin/python - "$url" <<'PY'
 import sys, redis
 try:
@@ -60,7 +61,7 @@ PY
 case "${1:-}" in
   run)
     shift
-    ensure_redis_server
+    case "${STORE_URL:-redis:}" in sqlite:*) ;; *) ensure_redis_server ;; esac
     ensure_venv ""
     ensure_store
     exec .venv/bin/webhook-gateway run --config config/gateway.yaml "$@"
