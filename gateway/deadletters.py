@@ -5,8 +5,9 @@ until an operator looks at it (`list`, `show`), sends it again (`replay`:
 back on the target's queue with a fresh attempt count, so the running
 gateway delivers it) or drops it (`purge`).
 
-The commands speak to a small `DeadLetters` interface; `RedisDeadLetters`
-implements it over the Redis store (key shapes stay in gateway.store.redis).
+The commands speak to a small `DeadLetters` interface, implemented over the
+Redis store (`RedisDeadLetters`; key shapes stay in gateway.store.redis) and
+the SQLite store (`SqliteDeadLetters`; SQL stays in gateway.store.sqlite).
 
 Output: the command's results on stdout, one line each, then a count line;
 errors on stderr as one `webhook-gateway: ...` line. Exit codes: 0 done (also
@@ -26,12 +27,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.config import Config
 from gateway.errors import StoreUnavailable
 from gateway.store import sqlite_path
 from gateway.store.redis import RedisStore
+from gateway.store.sqlite import SqliteStore
 
 OK, FAILED, USAGE, NOT_FOUND = 0, 1, 2, 3  # FAILED: the store is unreachable
 _ERROR_WIDTH: Final = 80  # characters of the error shown by `list`
@@ -83,6 +85,44 @@ class DeadLetters(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --- the SQLite implementation -----------------------------------------------
+
+
+class SqliteDeadLetters:
+    """Dead letters in the SQLite store's `dead` table; an id is the row id."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def list_all(self, targets: Sequence[str]) -> Sequence[DeadLetter]:
+        rows = await self._store.dead_letters(targets)
+        return sorted(map(_from_row, rows), key=lambda d: (d.failed_at_ms, d.target, d.id))
+
+    async def find(self, letter_id: str, targets: Sequence[str]) -> Sequence[DeadLetter]:
+        if not letter_id.isdigit():
+            return []
+        return [_from_row(r) for r in await self._store.dead_letters(targets, int(letter_id))]
+
+    async def replay(self, letter: DeadLetter) -> str | None:
+        new_id = await self._store.replay_dead_letter(int(letter.id), letter.target)
+        return None if new_id is None else str(new_id)
+
+    async def purge(self, letters: Sequence[DeadLetter]) -> Sequence[bool]:
+        return [await self._store.purge_dead_letter(int(d.id), d.target) for d in letters]
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+def _from_row(row: Any) -> DeadLetter:
+    letter_id, target, source, event_type, key, body, since, attempts = row[:8]
+    status, error, failed_at, queued_id = row[8:]
+    return DeadLetter(
+        str(letter_id), target, source, event_type, key, bytes(body), int(since),
+        int(attempts), int(status), str(error), int(failed_at), str(queued_id),
+    )  # fmt: skip
 
 
 # --- the Redis implementation ------------------------------------------------
@@ -207,13 +247,18 @@ class _Failed(Exception):
         self.code = code
 
 
+def _dead_letters(config: Config) -> DeadLetters:
+    path = sqlite_path(config.store.url)
+    if path is not None:
+        return SqliteDeadLetters(SqliteStore(config.store, path=path))
+    return RedisDeadLetters(RedisStore(config.store))
+
+
 def command(args: argparse.Namespace, config: Config) -> int:
     """Run `dead-letters <action>` against the config's store; the exit code."""
     try:
-        if sqlite_path(config.store.url) is not None:
-            raise _Failed(2, "dead-letters does not support the SQLite store yet (Redis only)")
         targets = _targets(config, args.target)
-        return asyncio.run(_run(args, RedisDeadLetters(RedisStore(config.store)), targets))
+        return asyncio.run(_run(args, _dead_letters(config), targets))
     except _Failed as exc:
         _error(str(exc))
         return exc.code

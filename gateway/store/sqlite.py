@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
@@ -349,6 +349,50 @@ class SqliteStore:
             db.execute("DELETE FROM queue WHERE id = ? AND target = ?", (queued_id, target))
 
         await self._run("dead_letter", self._transaction, move)
+
+    # -- dead letters, for the operator's commands -----------------------------
+
+    async def dead_letters(self, targets: Sequence[str], letter_id: int | None = None) -> list[Any]:
+        """Rows of the dead table for the targets (one id, or all), oldest first."""
+        marks = ",".join("?" * len(targets))
+        sql = (
+            "SELECT id, target, source, type, key, body, since_ms, attempts, status, error,"
+            f" failed_at_ms, queued_id FROM dead WHERE target IN ({marks})"
+        )
+        args: list[object] = list(targets)
+        if letter_id is not None:
+            sql += " AND id = ?"
+            args.append(letter_id)
+
+        def read() -> list[Any]:
+            return list(self._connection().execute(sql + " ORDER BY id", args).fetchall())
+
+        return await self._run("dead_letters", read)
+
+    async def replay_dead_letter(self, letter_id: int, target: str) -> int | None:
+        """Back onto the queue with a fresh attempt count, then out of the dead
+        table, in one transaction; the new queue id, or None if already gone."""
+
+        def move(db: sqlite3.Connection) -> int | None:
+            cursor = db.execute(
+                "INSERT INTO queue (target, source, type, key, body, since_ms)"
+                " SELECT target, source, type, key, body, since_ms FROM dead"
+                " WHERE id = ? AND target = ?",
+                (letter_id, target),
+            )
+            if cursor.rowcount == 0:
+                return None
+            db.execute("DELETE FROM dead WHERE id = ? AND target = ?", (letter_id, target))
+            return cursor.lastrowid
+
+        return await self._run("replay", self._transaction, move)
+
+    async def purge_dead_letter(self, letter_id: int, target: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("DELETE FROM dead WHERE id = ? AND target = ?", (letter_id, target))
+            return cursor.rowcount > 0
+
+        return await self._run("purge", self._transaction, delete)
 
     async def promote_due(self, partition: int, target: str, now_ms: int) -> int | None:
         """Retries wait in the queue table and `claim` takes them once due, so

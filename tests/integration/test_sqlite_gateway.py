@@ -60,15 +60,37 @@ def test_kill_9_then_restart_on_sqlite_delivers_every_acked_event(
     sink.wait_for(lambda s: set(acked) <= set(s.keys()), timeout=30, what="every acked event")
 
 
-def test_the_dead_letters_command_says_sqlite_is_not_supported_yet(sqlite_url: str) -> None:
-    command = ["dead-letters", "list", "--config", "config/gateway.yaml"]
-    result = subprocess.run(
+def dead_letters(sqlite_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = ["dead-letters", *args, "--config", "config/gateway.yaml"]
+    return subprocess.run(
         [sys.executable, "-m", "gateway", *command],
         cwd=ROOT, env={"STORE_URL": sqlite_url, "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-    assert result.returncode == 2
-    assert "SQLite" in result.stderr
+
+
+def test_dead_letters_on_sqlite_are_listed_replayed_and_purged(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, sqlite_url: str
+) -> None:
+    gw = start_gateway(STORE_URL=sqlite_url, FORWARD_MAX_ATTEMPTS="1")
+    sink.default_status = 500
+    for key in ("dl-1", "dl-2"):
+        assert post_once(gw.port, with_key(key)).status == 200
+    wait_until(lambda: "2 dead letters" in dead_letters(sqlite_url, "list").stdout, what="2")
+    listing = dead_letters(sqlite_url, "list").stdout.splitlines()
+    assert "key=dl-1 target=app attempts=1 status=500" in listing[0]
+    first_id = listing[0].split()[0]
+    shown = dead_letters(sqlite_url, "show", "--id", first_id)
+    assert shown.returncode == 0
+    assert shown.stdout.rstrip("\n").endswith(with_key("dl-1").decode())
+    sink.default_status = 200
+    replayed = dead_letters(sqlite_url, "replay", "--id", first_id)
+    assert (replayed.returncode, "replayed 1 dead letter" in replayed.stdout) == (0, True)
+    sink.wait_for(lambda s: s.keys()["dl-1"] == 2, what="the replayed delivery")
+    assert sink.received("dl-1")[-1].headers["ce-attempt"] == "1"
+    purged = dead_letters(sqlite_url, "purge", "--all")
+    assert "purged 1 dead letter" in purged.stdout
+    assert dead_letters(sqlite_url, "list").stdout.strip() == "no dead letters"
 
 
 def test_sqlite_readiness_turns_green_without_redis(
