@@ -21,7 +21,7 @@ from benchmarks.systems import REPO, SystemSetupError
 from gateway.config import Config, load
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.routing import Routes
-from gateway.sources import SOURCE_KINDS
+from gateway.sources import build_source
 from gateway.store.redis import GROUP, Keys, RedisStore
 
 SEED = REPO / "tests/fixtures/inboxcomponents/message.received.json"
@@ -49,7 +49,7 @@ def seed_event(config: Config, seed: bytes | None = None) -> SeedEvent:
     source = next((s for s in config.sources if s.kind == "inboxcomponents"), None)
     if source is None:
         raise SystemSetupError("the gateway config has no inboxcomponents source")
-    parsed = SOURCE_KINDS[source.kind]().parse(body)
+    parsed = build_source(source).parse([], body, time.time())
     targets, _ = Routes(config.routes, config.unrouted).targets(source.name, parsed.event_type)
     if not targets:
         raise SystemSetupError(f"{parsed.event_type} from {source.name} routes to no target")

@@ -109,30 +109,41 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class StatusCounter:
-    """requests_total children of one source, one per status, made on first use."""
+class CountersBy:
+    """The children of a counter whose first label is fixed (a source) and
+    whose second comes from a small fixed set (a status, a reason), each
+    made on first use so the hot path never calls `labels()` twice."""
 
-    __slots__ = ("_codes", "_requests", "_source")
+    __slots__ = ("_children", "_counter", "_first")
+
+    def __init__(self, counter: Counter, first: str) -> None:
+        self._counter = counter
+        self._first = first
+        self._children: dict[object, Counter] = {}
+
+    def inc(self, second: object) -> None:
+        child = self._children.get(second)
+        if child is None:
+            child = self._children[second] = self._counter.labels(self._first, str(second))
+        child.inc()
+
+
+class StatusCounter:
+    """requests_total children of one source, one per status."""
+
+    __slots__ = ("_statuses",)
 
     def __init__(self, requests: Counter, source: str) -> None:
-        self._requests = requests
-        self._source = source
-        self._codes: dict[int, Counter] = {}
+        self._statuses = CountersBy(requests, source)
 
     def answered(self, status: int) -> None:
-        child = self._codes.get(status)
-        if child is None:  # statuses are a small fixed set: this dict stays tiny
-            child = self._codes[status] = self._requests.labels(self._source, str(status))
-        child.inc()
+        self._statuses.inc(status)
 
 
 class SourceMetrics(StatusCounter):
     """One source's children, bound once."""
 
-    __slots__ = (
-        *("_metrics", "_reasons", "ack", "admitted", "duplicates"),
-        *("key_conflicts", "name", "unrouted"),
-    )
+    __slots__ = ("_reasons", "ack", "admitted", "duplicates", "key_conflicts", "name", "unrouted")
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         super().__init__(metrics.requests, name)
@@ -142,14 +153,10 @@ class SourceMetrics(StatusCounter):
         self.duplicates = metrics.duplicates.labels(name)
         self.unrouted = metrics.unrouted.labels(name)
         self.key_conflicts = metrics.key_conflicts.labels(name)
-        self._metrics = metrics
-        self._reasons: dict[str, Counter] = {}
+        self._reasons = CountersBy(metrics.rejected, name)
 
     def rejected(self, reason: str) -> None:
-        child = self._reasons.get(reason)
-        if child is None:  # reasons are a small fixed set of codes
-            child = self._reasons[reason] = self._metrics.rejected.labels(self.name, reason)
-        child.inc()
+        self._reasons.inc(reason)
 
 
 class TargetMetrics:

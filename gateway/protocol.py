@@ -452,10 +452,6 @@ class HttpProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._queue)
-
     def __repr__(self) -> str:
         return (
             f"<HttpProtocol {self.phase.value} queued={len(self._queue)} "

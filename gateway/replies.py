@@ -65,7 +65,6 @@ INTERNAL_ERROR = problem(500, "internal_error", "the listener failed on this req
 STORE_UNAVAILABLE = problem(
     503, "store_unavailable", "the event could not be persisted; retry later", Retry_After="5"
 )
-SHUTTING_DOWN = problem(503, "shutting_down", "the gateway is restarting", Retry_After="5")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 

@@ -23,9 +23,8 @@ MAX_HEAD = 64 << 10  # llhttp buffers a header block without limit, so we bound 
 
 
 class UpstreamError(Exception):
-    """Delivery failed for a reason that says nothing about the event itself."""
-
-    retryable = True
+    """Delivery failed for a reason that says nothing about the event itself
+    (the forwarder retries every one of these: gateway.policy)."""
 
 
 class ConnectError(UpstreamError):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 from gateway.sources.base import CloudEvent, Headers, Parsed, Source, rfc3339
 from gateway.sources.generic import GenericHmac
 from gateway.sources.github import GitHub
-from gateway.sources.inboxcomponents import InboxComponents, InboxComponentsSource
+from gateway.sources.inboxcomponents import InboxComponentsSource
 from gateway.sources.shopify import Shopify
 from gateway.sources.slack import Slack
 from gateway.sources.standard_webhooks import StandardWebhooks
@@ -35,10 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILDERS",
     "PATH_TOKEN",
-    "SOURCE_KINDS",
     "CloudEvent",
     "Headers",
-    "InboxComponents",
     "Parsed",
     "Source",
     "build_source",
@@ -55,10 +53,6 @@ BUILDERS: Final[Mapping[str, Callable[[SourceConfig], Source]]] = {
     "generic-hmac": GenericHmac,
     "token": TokenSource,
 }
-
-# The original, unauthenticated API (InboxComponents().parse(body)); kept for
-# callers not yet on build_source.
-SOURCE_KINDS: Final = {InboxComponents.kind: InboxComponents}
 
 
 def build_source(config: SourceConfig) -> Source:

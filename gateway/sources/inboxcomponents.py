@@ -96,18 +96,3 @@ class InboxComponentsSource(Source):
         # were; for any body this source accepted they equal the stored ones.
         stored = None if self._fast else (key, event_type)
         return _normalize(body, ce_source, self.type_prefix, stored)
-
-
-class InboxComponents:
-    """The original API, without configuration or authentication: parse(body)
-    and cloudevent(ce_source, body). Kept, with SOURCE_KINDS, for callers not
-    yet on build_source()."""
-
-    kind = "inboxcomponents"
-    type_prefix = TYPE_PREFIX
-
-    def parse(self, body: bytes) -> Parsed:
-        return parse_envelope(body)
-
-    def cloudevent(self, ce_source: str, body: bytes) -> CloudEvent:
-        return _normalize(body, ce_source, self.type_prefix, None)

@@ -13,23 +13,13 @@ from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.store.redis import RedisStore
 from tests.support.faultproxy import DropReplyProxy
 from tests.support.processes import RedisServer
+from tests.support.stores import store_config as shared_store_config
 
 pytestmark = pytest.mark.integration
 
 
 def store_config(port: int, **overrides: object) -> StoreConfig:
-    values: dict[str, object] = {
-        "url": f"redis://127.0.0.1:{port}/0",
-        "dedup_ttl": 60.0,
-        "admit_deadline": 2.0,
-        "partitions": 1,
-        "key_prefix": "gw",
-        "pool_size": 4,
-        "socket_timeout": 1.0,
-        "connect_timeout": 1.0,
-    }
-    values.update(overrides)
-    return StoreConfig(**values)  # type: ignore[arg-type]
+    return shared_store_config(f"redis://127.0.0.1:{port}/0", **overrides)
 
 
 def admission(

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued, body_digest
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.processes import RedisServer
+from tests.support.stores import store_config
 
 pytestmark = pytest.mark.integration
 
@@ -37,21 +37,6 @@ OTHER = "other"
 C1 = "consumer-1"
 C2 = "consumer-2"
 POLL_LIMIT = 5.0  # seconds a poll may take before the test fails
-
-
-def store_config(url: str = "redis://127.0.0.1:1/0", **overrides: object) -> StoreConfig:
-    values: dict[str, object] = {
-        "url": url,
-        "dedup_ttl": 60.0,
-        "admit_deadline": 2.0,
-        "partitions": 1,
-        "key_prefix": "gw",
-        "pool_size": 4,
-        "socket_timeout": 1.0,
-        "connect_timeout": 1.0,
-    }
-    values.update(overrides)
-    return StoreConfig(**values)  # type: ignore[arg-type]
 
 
 @dataclass

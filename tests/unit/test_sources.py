@@ -6,16 +6,22 @@ import json
 
 import pytest
 
+from gateway.config import load
 from gateway.errors import Rejection
-from gateway.sources import InboxComponents, rfc3339
+from gateway.sources import build_source, rfc3339
+from tests.support.processes import ROOT
 from tests.support.webhooks import seed
 
-SOURCE = InboxComponents()
+SOURCE = build_source(load(ROOT / "config" / "gateway.yaml", {}).source("inboxcomponents"))
+
+
+def parse(body: bytes) -> object:
+    return SOURCE.parse([], body, 0.0)
 
 
 @pytest.mark.parametrize("name", ["message.received", "message.sent"])
 def test_seed_payloads_yield_their_event_and_key(name: str) -> None:
-    parsed = SOURCE.parse(seed(name))
+    parsed = SOURCE.parse([], seed(name), 0.0)
     assert parsed.event_type == name
     assert parsed.key == "ae74038cfaa2ead7095ef0517ead67f58eeca1abeb8dc60fa7a39b3bdfb04793"
 
@@ -39,23 +45,23 @@ def test_seed_payloads_yield_their_event_and_key(name: str) -> None:
 )
 def test_bad_events_are_rejected_with_the_reason(doc: object, reason: str) -> None:
     with pytest.raises(Rejection) as caught:
-        SOURCE.parse(json.dumps(doc).encode())
+        parse(json.dumps(doc).encode())
     assert caught.value.status == 400
     assert reason in caught.value.reason
 
 
 def test_invalid_json_is_rejected() -> None:
     with pytest.raises(Rejection, match="invalid JSON"):
-        SOURCE.parse(b'{"event": ')
+        parse(b'{"event": ')
 
 
 def test_unknown_fields_are_ignored() -> None:
     body = json.dumps({"idempotency_key": "k", "event": "e", "extra": {"deep": [1]}}).encode()
-    assert SOURCE.parse(body).key == "k"
+    assert SOURCE.parse([], body, 0.0).key == "k"
 
 
 def test_normalization_takes_time_and_subject_from_data() -> None:
-    event = SOURCE.cloudevent("https://src", seed("message.sent"))
+    event = SOURCE.cloudevent("https://src", seed("message.sent"), "message.sent", "k")
     assert event.type == "com.inboxcomponents.message.sent"
     assert (event.time, event.subject) == (
         "2025-04-01T13:14:05Z",
@@ -65,7 +71,7 @@ def test_normalization_takes_time_and_subject_from_data() -> None:
 
 
 def test_normalization_without_data_has_no_time_subject_or_body() -> None:
-    event = SOURCE.cloudevent("https://src", b'{"idempotency_key":"k","event":"e"}')
+    event = SOURCE.cloudevent("https://src", b'{"idempotency_key":"k","event":"e"}', "e", "k")
     assert (event.time, event.subject, event.data) == (None, None, b"")
 
 
