@@ -6,7 +6,14 @@ children are created once, and per-status counters are cached in a dict.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.utils import INF
 
 import gateway
@@ -30,6 +37,7 @@ FORWARD_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, INF,
 )  # fmt: skip
 OUTCOMES = ("delivered", "http_error", "connect_error", "timeout", "protocol_error")
+STORE_MODES = ("redis", "spool", "draining", "sqlite")
 
 PREFIX = "webhook_gateway_"
 
@@ -92,9 +100,31 @@ class Metrics:
             PREFIX + "queue_oldest_age_seconds", "Age of the oldest queued event.",
             ["target"], registry=r,
         )  # fmt: skip
+        self.spool_depth = Gauge(
+            PREFIX + "spool_depth",
+            "Events in the local spool (Redis unavailable), not yet delivered or moved to Redis.",
+            registry=r,
+        )
+        self.spool_events = Counter(
+            PREFIX + "spool_events", "Events acked from the local spool (Redis unavailable).",
+            registry=r,
+        )  # fmt: skip
+        self.store_mode = Gauge(
+            PREFIX + "store_mode",
+            "1 for the admit path in use: redis, spool (Redis unavailable), draining "
+            "(the spool moving into Redis) or sqlite (the embedded store).",
+            ["mode"], registry=r,
+        )  # fmt: skip
+        self.set_store_mode("")  # every mode shows (0) before the store is chosen
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
+        ProcessCollector(registry=r)
         build = Gauge(PREFIX + "build_info", "Build information.", ["version"], registry=r)
         build.labels(gateway.__version__).set(1)
         self.store_admit_errors = self.store_errors.labels("admit")
+
+    def set_store_mode(self, current: str) -> None:
+        for mode in STORE_MODES:
+            self.store_mode.labels(mode).set(1 if mode == current else 0)
 
     def source(self, name: str) -> SourceMetrics:
         return SourceMetrics(self, name)
