@@ -71,6 +71,15 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    """The local spool that acks while Redis is unavailable (gateway/spool.py)."""
+
+    enabled: bool
+    max_size: int  # bytes of the spool file; a full spool answers 503
+    wait_for_redis: float  # an admit not done by Redis within this goes to the spool
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     url: str
     dedup_ttl: float
@@ -80,6 +89,7 @@ class StoreConfig:
     pool_size: int
     socket_timeout: float
     connect_timeout: float
+    spool: SpoolConfig = SpoolConfig(enabled=False, max_size=0, wait_for_redis=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +206,7 @@ _TOP_KEYS: Final = (
 )
 _STORE_KEYS: Final = (
     *("url", "dedup_ttl", "admit_deadline", "partitions", "key_prefix", "pool_size"),
-    *("socket_timeout", "connect_timeout"),
+    *("socket_timeout", "connect_timeout", "spool"),
 )
 _TARGET_KEYS: Final = (
     *("url", "format", "connect_timeout", "timeout", "concurrency", "max_attempts"),
@@ -320,15 +330,31 @@ def _store(node: object) -> StoreConfig:
     if not _KEY_PREFIX.fullmatch(key_prefix):
         problem = f"expected 1-32 of A-Z a-z 0-9 _ . -, got {show(key_prefix)}"
         raise ConfigError("store.key_prefix", problem)
+    admit_deadline = read_duration(s, "admit_deadline", "2s")
     return StoreConfig(
         url=url,
         dedup_ttl=read_duration(s, "dedup_ttl", "24h"),
-        admit_deadline=read_duration(s, "admit_deadline", "2s"),
+        admit_deadline=admit_deadline,
         partitions=read_int(s, "partitions", 1, 1, 1024),
         key_prefix=key_prefix,
         pool_size=read_int(s, "pool_size", 32, 1),
         socket_timeout=read_duration(s, "socket_timeout", "1s"),
         connect_timeout=read_duration(s, "connect_timeout", "1s"),
+        spool=_spool(s.get("spool", None), admit_deadline),
+    )
+
+
+def _spool(node: object, admit_deadline: float) -> SpoolConfig:
+    s = Section(node, "store.spool", ("enabled", "max_size", "wait_for_redis"))
+    wait = read_duration(s, "wait_for_redis", "500ms")
+    if wait >= admit_deadline:
+        # The spool's own write needs the rest of the deadline.
+        problem = f"must be shorter than store.admit_deadline ({admit_deadline:g}s)"
+        raise ConfigError("store.spool.wait_for_redis", problem)
+    return SpoolConfig(
+        enabled=read_bool(s, "enabled", True),
+        max_size=read_size(s, "max_size", "256MiB"),
+        wait_for_redis=wait,
     )
 
 

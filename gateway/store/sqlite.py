@@ -91,9 +91,10 @@ def _now_ms() -> int:
 class SqliteStore:
     """The store contract (see RedisStore) on one SQLite file; one partition."""
 
-    def __init__(self, config: StoreConfig, *, path: str) -> None:
+    def __init__(self, config: StoreConfig, *, path: str, max_bytes: int = 0) -> None:
         self._config = config
         self.path = path
+        self._max_bytes = max_bytes  # 0: as large as the disk allows
         self.partitions = 1
         self._ttl_ms = max(1, round(config.dedup_ttl * 1000))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-sqlite")
@@ -121,6 +122,13 @@ class SqliteStore:
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             db.executescript(SCHEMA)
+            if self._max_bytes:
+                # Past the cap a write fails with SQLITE_FULL, as on a full
+                # disk: both surface as StoreUnavailable, so the request is
+                # answered 503 and nothing is acked. Deleted rows free pages
+                # for reuse, so space returns as events leave.
+                page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+                db.execute(f"PRAGMA max_page_count={max(16, self._max_bytes // page_size)}")
         except BaseException:
             db.close()
             raise
@@ -240,6 +248,10 @@ class SqliteStore:
         if any(a.targets for a in batch):
             self._wake()
         return outcomes
+
+    async def transact(self, op: str, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `body` as one transaction on the store's thread (for the spool's drain)."""
+        return await self._run(op, self._transaction, body)
 
     async def sweep(self) -> int:
         """Delete every expired dedup marker; how many. (Admit also deletes a few.)"""
