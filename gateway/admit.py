@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from itertools import repeat
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -73,7 +72,8 @@ class AdmitBatcher:
         if outcomes is not None and len(outcomes) != len(batch):
             outcomes = None  # cannot pair outcomes with requests: answer none of them 200
         now = time.perf_counter()
-        for (_, done), outcome in zip(batch, outcomes or repeat(None), strict=True):
+        answers: Sequence[AdmitOutcome | None] = outcomes or [None] * len(batch)
+        for (_, done), outcome in zip(batch, answers, strict=True):
             done(outcome, now)
 
     def _store_failed(self, exc: BaseException, size: int) -> None:

@@ -56,8 +56,10 @@ class TargetForwarder:
         store: DeliveryStore,
         config: ForwarderConfig,
         metrics: TargetMetrics,
+        watch_depth: bool = True,
     ) -> None:
         self.target = target
+        self._watches_depth = watch_depth
         self._store = store
         self._config = config
         self._metrics = metrics
@@ -87,7 +89,8 @@ class TargetForwarder:
             self._run(self._consume(partition))
             self._run(self._promote(partition))
         self._run(self._reclaim())
-        self._run(self._watch_depth())
+        if self._watches_depth:
+            self._run(self._watch_depth())
 
     def _run(self, loop_body: Coroutine[Any, Any, None]) -> None:
         self._loops.append(asyncio.get_running_loop().create_task(_until_stopped(loop_body)))
@@ -337,10 +340,12 @@ class Forwarder:
         store: DeliveryStore,
         config: ForwarderConfig,
         metrics: Metrics,
+        watch_depth: bool = True,  # False: the spool's forwarder (queue_depth is Redis')
     ) -> None:
         by_name = {s.name: s for s in sources}
         self.targets = [
-            TargetForwarder(t, by_name, store, config, metrics.target(t.name)) for t in targets
+            TargetForwarder(t, by_name, store, config, metrics.target(t.name), watch_depth)
+            for t in targets
         ]
 
     def start(self) -> None:

@@ -25,6 +25,7 @@ from gateway.ingest import ClientPolicy, IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
 from gateway.routing import Routes
+from gateway.spool import SpoolingStore
 from gateway.store import DeliveryStore, Store, sqlite_path
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
@@ -34,6 +35,7 @@ log = structlog.get_logger("gateway")
 
 _ADMIN_CONNECTIONS = 64  # probes and scrapes only
 _STARTUP_CHECK_TIMEOUT = 2.0
+SPOOL_FILE = "spool.db"  # under data_dir
 _SWEEP_INTERVAL = 60.0  # seconds between deletions of expired dedup markers (SQLite)
 
 
@@ -42,6 +44,13 @@ class Gateway:
         self.config = config
         self.metrics = Metrics()
         self.store, self.delivery_store = _stores(config)
+        self.spooling: SpoolingStore | None = None
+        if isinstance(self.store, RedisStore) and config.store.spool.enabled:
+            self.spooling = self.store = self._spooling(self.store)
+        elif isinstance(self.store, SqliteStore):
+            self.metrics.set_store_mode("sqlite")
+        else:
+            self.metrics.set_store_mode("redis")
         self.batcher = AdmitBatcher(self.store, config.store.admit_deadline, self.metrics)
         self.stopping = asyncio.Event()
         routes = Routes(config.routes, config.unrouted)
@@ -65,6 +74,24 @@ class Gateway:
             self.forwarder = Forwarder(
                 config.targets, config.sources, self.delivery_store, config.forwarder, self.metrics
             )
+
+    def _spooling(self, redis: RedisStore) -> SpoolingStore:
+        """Redis with the local spool under data_dir for when Redis is unavailable."""
+        config = self.config
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        path = str(Path(config.data_dir) / SPOOL_FILE)
+        spool = SqliteStore(config.store, path=path, max_bytes=config.store.spool.max_size)
+
+        def delivery(store: SqliteStore) -> Forwarder | None:
+            if self.delivery_store is None:  # the forwarder is off
+                return None
+            return Forwarder(
+                config.targets, config.sources, store, config.forwarder, self.metrics, False
+            )
+
+        return SpoolingStore(
+            redis, spool, config.store.spool, self.metrics, delivery, config.shutdown_grace
+        )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -91,11 +118,15 @@ class Gateway:
             admin_port=_port(admin),
             config=redacted(self.config),
         )
+        if self.spooling is not None:
+            self.spooling.start()
         await self._check_store()
         if self.forwarder is not None:
             self.forwarder.start()
         await self.stopping.wait()
         await asyncio.gather(self._drain(public), self._stop_forwarder())
+        if self.spooling is not None:
+            await self.spooling.stop()  # after the drain: admits in flight may still spool
         for task in self._tasks:
             task.cancel()
         admin.close()
@@ -121,7 +152,7 @@ class Gateway:
                 warnings = await self.store.durability_warnings() if reachable else []
         except TimeoutError:
             reachable, warnings = False, []
-        if not reachable:
+        if not reachable and self.spooling is None:
             log.warning("store_unreachable_at_start", detail="answering 503 until it answers")
         for warning in warnings:
             log.warning("store_durability_risk", detail=warning)

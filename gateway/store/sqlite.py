@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 _SWEEP_PER_ADMIT = 256  # expired markers deleted by each admit transaction, at most
 _BUSY_TIMEOUT_MS = 5000  # another process (a CLI) holding the write lock
+_HEADROOM_PAGES = 64  # above a capped store's admit limit, for its bookkeeping
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS markers (
@@ -123,12 +124,14 @@ class SqliteStore:
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             db.executescript(SCHEMA)
             if self._max_bytes:
-                # Past the cap a write fails with SQLITE_FULL, as on a full
-                # disk: both surface as StoreUnavailable, so the request is
-                # answered 503 and nothing is acked. Deleted rows free pages
-                # for reuse, so space returns as events leave.
+                # Admits stop at max_bytes (_check_room); the file's hard cap
+                # sits a quarter above, so that claiming, retrying and
+                # acking (which grow indexes) still work in a full store and
+                # space can come back. Past the hard cap a write fails with
+                # SQLITE_FULL, as on a full disk: a 503, never an ack.
                 page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-                db.execute(f"PRAGMA max_page_count={max(16, self._max_bytes // page_size)}")
+                hard = self._max_bytes * 5 // 4 // page_size + _HEADROOM_PAGES
+                db.execute(f"PRAGMA max_page_count={hard}")
         except BaseException:
             db.close()
             raise
@@ -150,6 +153,7 @@ class SqliteStore:
 
     def _admit_tx(self, batch: Sequence[Admission]) -> list[AdmitOutcome]:
         def body(db: sqlite3.Connection) -> list[AdmitOutcome]:
+            self._check_room(db)
             now = _now_ms()
             out: list[AdmitOutcome] = []
             for a in batch:
@@ -180,6 +184,18 @@ class SqliteStore:
             return out
 
         return self._transaction(body)
+
+    def _check_room(self, db: sqlite3.Connection) -> None:
+        """Refuse an admit once the pages in use reach max_bytes (freed pages
+        are reused, so they do not count)."""
+        if not self._max_bytes:
+            return
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (int(pages) - int(free)) * int(size)
+        if used >= self._max_bytes:
+            raise StoreUnavailable(f"full: {used} bytes in use of max_size {self._max_bytes}")
 
     def _claim_tx(
         self, target: str, consumer: str, where: str, params: dict[str, object], count: int

@@ -32,7 +32,7 @@ def start_gateway(
 ) -> Callable[..., GatewayProcess]:
     """Ingest only: the forwarder is off, so what was admitted stays in the queue."""
     ingest_only = config_variant(tmp_path, {"forwarder": {"enabled": False}})
-    return lambda **kw: start_gateway(config=ingest_only, **kw)
+    return lambda **kw: start_gateway(**{"config": ingest_only, **kw})
 
 
 @pytest.fixture
@@ -145,9 +145,20 @@ def test_wrong_path_and_method_get_404_and_405(gateway: GatewayProcess) -> None:
     assert answer.headers["allow"] == "POST"
 
 
-def test_redis_down_gives_503_never_200_and_recovers(
-    gateway: GatewayProcess, redis_server: RedisServer, redis_db: redis.Redis
+def no_spool(tmp_path: Path) -> str:
+    """Ingest only, and the Redis-outage spool off: outages answer 503
+    (test_spool.py covers the spool)."""
+    changes = {"forwarder": {"enabled": False}, "store": {"spool": {"enabled": False}}}
+    return config_variant(tmp_path, changes, "no-spool.yaml")
+
+
+def test_redis_down_without_the_spool_gives_503_never_200_and_recovers(
+    start_gateway: Callable[..., GatewayProcess],
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
 ) -> None:
+    gateway = start_gateway(config=no_spool(tmp_path))
     assert post_once(gateway.port, with_key("before")).status == 200
     redis_server.stop()
     answers = [post_once(gateway.port, with_key(f"down-{i}")) for i in range(10)]
@@ -238,23 +249,25 @@ def test_startup_warns_when_redis_settings_risk_events(
         risky.close()
 
 
-def test_gateway_starts_while_redis_is_down_and_answers_503(
-    start_gateway: Callable[..., GatewayProcess],
+def test_without_the_spool_a_gateway_started_while_redis_is_down_answers_503(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
 ) -> None:
     from tests.support.processes import free_port
 
-    gw = start_gateway(wait_ready=False, STORE_URL=f"redis://127.0.0.1:{free_port()}/0")
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    gw = start_gateway(wait_ready=False, config=no_spool(tmp_path), STORE_URL=nowhere)
     assert http_status(gw.admin("/readyz")) == 503
     assert post_once(gw.port, with_key("nowhere")).status == 503
     wait_until(lambda: "store_unreachable_at_start" in gw.logs(), what="the startup warning")
 
 
-def test_frozen_redis_gives_503_at_the_deadline_and_the_retry_is_not_lost(
+def test_without_the_spool_frozen_redis_gives_503_at_the_deadline_and_the_retry_is_not_lost(
     start_gateway: Callable[..., GatewayProcess],
     redis_server: RedisServer,
     redis_db: redis.Redis,
+    tmp_path: Path,
 ) -> None:
-    gw = start_gateway()
+    gw = start_gateway(config=no_spool(tmp_path))
     assert post_once(gw.port, with_key("warm")).status == 200
     assert redis_server.proc is not None
     redis_server.proc.send_signal(signal.SIGSTOP)

@@ -18,6 +18,7 @@ from gateway.config import (
     Listen,
     RouteConfig,
     SourceConfig,
+    SpoolConfig,
     StoreConfig,
     TargetConfig,
     load,
@@ -51,6 +52,7 @@ DEFAULTS = Config(
         pool_size=32,
         socket_timeout=1.0,
         connect_timeout=1.0,
+        spool=SpoolConfig(enabled=True, max_size=256 * 1024 * 1024, wait_for_redis=0.5),
     ),
     sources=(
         SourceConfig(
@@ -313,6 +315,18 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
             'store.partitions: expected an integer 1-1024, got "2000"',
         ),
         ({"limits": {"max_pipelined": 0}}, "limits.max_pipelined: expected an integer >= 1, got 0"),
+        (
+            {"store": {"spool": {"wait_for_redis": "2s"}}},
+            "store.spool.wait_for_redis: must be shorter than store.admit_deadline (2s)",
+        ),
+        (
+            {"store": {"spool": {"max_size": "lots"}}},
+            'store.spool.max_size: not a size: "lots" (use e.g. 512, 64KiB, 1MiB)',
+        ),
+        (
+            {"store": {"spool": {"enabled": "maybe"}}},
+            'store.spool.enabled: expected true or false, got "maybe"',
+        ),
         # URLs.
         ({"targets": {"app": {"url": "htp:/x"}}}, 'targets.app.url: not a URL: "htp:/x"'),
         (
