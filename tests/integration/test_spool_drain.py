@@ -1,0 +1,155 @@
+"""The spool's drain into Redis, driven in-process against a real redis-server
+and a real SQLite file: idempotent after a crash, and never a second copy of
+an event that Redis already holds."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis
+
+from gateway.config import SpoolConfig
+from gateway.metrics import Metrics
+from gateway.models import Admission, AdmitOutcome, body_digest
+from gateway.spool import Mode, SpoolingStore, _read_step
+from gateway.store.redis import RedisStore
+from gateway.store.sqlite import SqliteStore
+from tests.support.processes import RedisServer
+from tests.support.stores import store_config
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+STREAM = "{gw:0}:q:app"
+
+
+def admission(key: str, token: str, targets: tuple[str, ...] = ("app",)) -> Admission:
+    body = f'{{"idempotency_key": "{key}"}}'.encode()
+    return Admission(f"src:e:{key}", token, "src", "e", key, body, body_digest(body), targets)
+
+
+def run(server: RedisServer, path: Path, scenario: Callable[[SpoolingStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        spooling = SpoolingStore(
+            RedisStore(store_config(server.url)),
+            SqliteStore(store_config(""), path=str(path)),
+            SpoolConfig(enabled=True, max_size=1 << 20, wait_for_redis=0.5),
+            Metrics(),
+            lambda _: None,
+            stop_grace=1.0,
+        )
+        try:
+            return await scenario(spooling)
+        finally:
+            await spooling.close()
+
+    return asyncio.run(main())
+
+
+def queued_keys(db: redis.Redis) -> list[bytes]:
+    return [fields[b"key"] for _, fields in db.xrange(STREAM)]
+
+
+def spool_counts(path: Path) -> tuple[int, int]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT COUNT(*) FROM queue").fetchone()[0]
+        markers = db.execute("SELECT COUNT(*) FROM markers").fetchone()[0]
+    return rows, markers
+
+
+async def drain(spooling: SpoolingStore) -> None:
+    spooling.mode = Mode.DRAINING
+    await spooling._drain()
+
+
+def test_a_drain_cut_after_redis_took_a_step_moves_nothing_twice(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        batch = [admission(f"k{i}", f"t{i}") for i in range(3)]
+        assert await spooling.spool.admit(0, batch) == [AdmitOutcome.ACCEPTED] * 3
+        # A crash after Redis ran the step's admit, before the spool forgot it.
+        step = await spooling.spool.transact("drain", _read_step)
+        await spooling.redis.admit(0, step.admissions)
+        await drain(spooling)  # the next run drains everything again
+
+    run(redis_server, path, scenario)
+    assert queued_keys(redis_db) == [b"k0", b"k1", b"k2"]
+    assert len(redis_db.keys("{gw:0}:idem:*")) == 3
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_delivered_event_moves_as_its_marker_only(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> AdmitOutcome:
+        await spooling.spool.admit(0, [admission("done", "t1"), admission("waiting", "t2")])
+        claimed = await spooling.spool.claim(0, "app", "c", 1, 0)
+        assert [e.key for e in claimed] == ["done"]
+        await spooling.spool.ack(0, "app", [claimed[0].id])
+        await drain(spooling)
+        # The provider retries the delivered one after the outage: a duplicate.
+        return (await spooling.redis.admit(0, [admission("done", "t3")]))[0]
+
+    assert run(redis_server, path, scenario) is AdmitOutcome.DUPLICATE
+    assert queued_keys(redis_db) == [b"waiting"]
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_key_redis_already_holds_under_another_request_is_dropped_from_the_spool(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission("both", "spool-token")])
+        # Another replica admitted the provider's retry of it into Redis.
+        await spooling.redis.admit(0, [admission("both", "replica-token")])
+        await drain(spooling)
+
+    run(redis_server, path, scenario)
+    assert queued_keys(redis_db) == [b"both"]  # once, from the replica
+    assert spool_counts(path) == (0, 0)
+
+
+def test_rows_whose_marker_expired_in_the_spool_are_still_moved(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission("old", "t1", ("app", "other"))])
+        await spooling.spool.transact("expire", lambda db: db.execute("DELETE FROM markers"))
+        await drain(spooling)
+
+    run(redis_server, path, scenario)
+    assert queued_keys(redis_db) == [b"old"]
+    assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:other")] == [b"old"]
+    assert len(redis_db.keys("{gw:0}:idem:*")) == 1
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_drain_larger_than_one_step_moves_every_event_once(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+    count = 1234  # two full steps of 500 and a short one
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        batch = [admission(f"n{i}", f"t{i}") for i in range(count)]
+        await spooling.spool.admit(0, batch)
+        await drain(spooling)
+        assert spooling.mode is Mode.REDIS
+
+    run(redis_server, path, scenario)
+    assert sorted(queued_keys(redis_db)) == sorted(f"n{i}".encode() for i in range(count))
+    assert spool_counts(path) == (0, 0)
