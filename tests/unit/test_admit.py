@@ -1,0 +1,64 @@
+"""The admit batcher against stand-in stores (the Store protocol is our seam)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from gateway.admit import AdmitBatcher
+from gateway.errors import StoreUnavailable
+from gateway.metrics import Metrics
+from gateway.models import Admission, AdmitOutcome, body_digest
+
+
+def admission(key: str) -> Admission:
+    body = key.encode()
+    return Admission(f"s:e:{key}", key, "s", "e", key, body, body_digest(body), ("app",))
+
+
+class Recording:
+    """A store that records its calls and answers with `outcomes` (or raises)."""
+
+    def __init__(self, answer: list[AdmitOutcome] | Exception) -> None:
+        self.answer = answer
+        self.calls: list[list[str]] = []
+
+    def partition(self, dedup_key: str) -> int:
+        return 0
+
+    async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
+        self.calls.append([a.key for a in batch])
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def submit_three(store: Recording) -> list[AdmitOutcome | None]:
+    """Three admits in one loop tick; the outcomes each request got."""
+
+    async def main() -> list[AdmitOutcome | None]:
+        batcher = AdmitBatcher(store, 1.0, Metrics())  # type: ignore[arg-type]
+        got: dict[str, AdmitOutcome | None] = {}
+        for key in ("a", "b", "c"):
+            batcher.submit(admission(key), lambda o, _, k=key: got.__setitem__(k, o))
+        await asyncio.sleep(0)  # the flush runs after this tick's callbacks
+        calls = list(batcher._calls)
+        await asyncio.gather(*calls)  # raises if an admit task failed
+        return [got[k] for k in ("a", "b", "c")]
+
+    return asyncio.run(main())
+
+
+def test_one_tick_of_admits_is_one_store_call_and_each_gets_its_outcome() -> None:
+    answer = [AdmitOutcome.ACCEPTED, AdmitOutcome.DUPLICATE, AdmitOutcome.CONFLICT]
+    store = Recording(answer)
+    assert submit_three(store) == answer
+    assert store.calls == [["a", "b", "c"]]
+
+
+def test_a_failed_store_call_answers_every_request_none_and_the_task_ends_cleanly() -> None:
+    assert submit_three(Recording(StoreUnavailable("down"))) == [None, None, None]
+
+
+def test_outcomes_that_cannot_be_paired_answer_none() -> None:
+    assert submit_three(Recording([AdmitOutcome.ACCEPTED])) == [None, None, None]
