@@ -3,6 +3,10 @@
 # runs the whole test suite. Both work on a fresh Debian or Ubuntu machine with
 # Python 3.11+; what is missing (python3-venv, redis-server) is installed with
 # apt-get, through sudo when not root.
+#
+# `./dev.sh run` uses the embedded SQLite store under GATEWAY_DATA_DIR unless
+# STORE_URL says otherwise: a newcomer needs no Redis. With STORE_URL=redis://...
+# it starts a local redis-server when nothing answers there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,7 +38,10 @@ ensure_venv() {
 # files under GATEWAY_DATA_DIR/redis.
 ensure_store() {
   local url="${STORE_URL:-redis://127.0.0.1:6379/0}"
-  case "$url" in sqlite:*) return ;; esac  # the embedded store needs no server
+  case "$url" in sqlite:*)  # the embedded store needs no server
+    say "store: the embedded SQLite file ${url#sqlite:///} (STORE_URL=redis://host:port/0 for Redis)"
+    return ;;
+  esac
   if .venv/bin/python - "$url" <<'PY'
 import sys, redis
 try:
@@ -61,7 +68,8 @@ PY
 case "${1:-}" in
   run)
     shift
-    case "${STORE_URL:-redis:}" in sqlite:*) ;; *) ensure_redis_server ;; esac
+    export STORE_URL="${STORE_URL:-sqlite:///${GATEWAY_DATA_DIR:-./data}/gateway.db}"
+    case "$STORE_URL" in sqlite:*) ;; *) ensure_redis_server ;; esac
     ensure_venv ""
     ensure_store
     exec .venv/bin/webhook-gateway run --config config/gateway.yaml "$@"
