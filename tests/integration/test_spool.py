@@ -11,6 +11,7 @@ import collections
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -45,10 +46,11 @@ def spool_gateway(
 
     def start(store_url: str | None = None, **changes: object) -> GatewayProcess:
         # Retries after 200 ms: a delivery the app refused is tried again soon.
-        config = config_variant(
-            tmp_path,
-            {"targets": {"app": {"backoff": {"initial": "200ms", "max": "200ms"}}}, **changes},
-        )
+        # A claim whose bookkeeping failed (a full disk) is taken again after
+        # 2 s instead of the default 60 s.
+        target = {"backoff": {"initial": "200ms", "max": "200ms"}, "timeout": "1s"}
+        base = {"targets": {"app": target}, "forwarder": {"visibility_timeout": "2s"}}
+        config = config_variant(tmp_path, {**base, **changes})
         env = {"STORE_URL": store_url or own_redis.url, "FORWARD_URL": sink.url}
         gw = GatewayProcess(env, config=config)
         started.append(gw)
@@ -305,3 +307,63 @@ def test_redis_killed_and_down_for_10_s_under_load_loses_nothing_and_keeps_the_e
 
     sim, drained, counts = run_through_outage(gw, own_redis, delivered, kill)
     check_outage("redis-down-10s", gw, sim, drained, counts)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a disk that really fills up. Needs root (mount)."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def padded(key: str) -> bytes:
+    """A ~9 KiB event: fills a small spool in a few dozen requests."""
+    pad = f'"pad": "{"x" * 8000}", "data": {{'.encode()
+    return with_key(key).replace(b'"data": {', pad)
+
+
+def test_a_full_disk_under_the_spool_answers_503_without_a_crash_and_recovers_when_space_returns(
+    spool_gateway: Callable[..., GatewayProcess],
+    own_redis: RedisServer,
+    sink: Sink,
+    delivered: Delivered,
+    tiny_disk: Path,
+) -> None:
+    gw = spool_gateway(data_dir=str(tiny_disk))  # max_size stays 256 MiB: the disk fills first
+    own_redis.stop()
+    sink.default_status = 503  # nothing leaves the spool
+    poster = Poster(gw.port)
+    try:
+        statuses = []
+        for i in range(400):
+            answer = poster.post(padded(f"disk-{i}"))
+            statuses.append(answer.status)
+            if answer.status == 503:
+                assert answer.json()["error"] == "store_unavailable"
+                assert answer.headers["retry-after"]
+                break
+        assert statuses[-1] == 503, "the disk never filled"
+        accepted = len(statuses) - 1
+        assert set(statuses[:-1]) == {200}
+        assert gw.healthy()  # no crash
+        assert "database or disk is full" in gw.logs()  # the disk, not the size cap
+        assert poster.post(padded("disk-still-full")).status == 503
+        print(f"\nFAULTS disk-full: accepted={accepted} then 503")
+
+        subprocess.run(["mount", "-o", "remount,size=8m", str(tiny_disk)], check=True)
+        assert poster.post(padded("disk-after")).status == 200  # space returned
+    finally:
+        poster.close()
+    sink.default_status = 200
+    wanted = {f"disk-{i}" for i in range(accepted)} | {"disk-after"}
+    wait_until(lambda: wanted <= set(delivered()), timeout=15, what="every acked event")
+    assert "disk-still-full" not in delivered()
