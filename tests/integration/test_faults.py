@@ -1,4 +1,4 @@
-"""Fault suite for the Redis store: provider-shaped load while things break.
+"""Fault suite: provider-shaped load while things break, on both stores.
 
 Each integration case drives load with the provider simulator (retries 5x
 with exponential backoff; disables the endpoint after 5 non-2xx answers in a
@@ -9,8 +9,14 @@ gateway makes to both sides:
 - to the app: every event the provider got a 200 for arrives at least once,
   and the duplicates that at-least-once delivery allows stay bounded.
 
+The cases that apply to any store (gateway kill -9, the app answering 500 for
+a while, a poison event) run against both: Redis and the embedded SQLite
+store (parametrized, `[redis]` / `[sqlite]`). The cases about Redis itself (a
+Redis SIGKILL, two gateways sharing one Redis) run against Redis only. What
+a store still holds is read from outside the gateway (tests/support/queues.py).
+
 The numbers of each case (acked, delivered, duplicates, lost, ...) are printed
-on one `FAULTS` line; run with `-s` to see them. Durations scale with env
+on one `FAULTS` line naming the store; run with `-s` to see them. Durations scale with env
 vars: FAULT_SECONDS (kill -9 load, default 20), FAULT_KILL_EVERY (4),
 FAULT_RATE (5 events/s during the kill -9 load), FAULT_BACKOFF (the provider's
 first retry delay there, 1.0 s), FAULT_APP_DOWN_SECONDS (15).
@@ -34,13 +40,13 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import msgspec
 import pytest
 import redis
 import yaml
 
 from tests.support.configs import config_variant
 from tests.support.processes import ROOT, GatewayProcess, RedisServer, free_port, wait_until
+from tests.support.queues import DeadLetter, Queues, RedisQueues, SqliteQueues
 from tests.support.simulator import Simulator, retry_delay
 from tests.support.sink import Recorded, Sink
 
@@ -50,12 +56,11 @@ KILL_RATE = float(os.environ.get("FAULT_RATE", "5"))
 KILL_BACKOFF = float(os.environ.get("FAULT_BACKOFF", "1.0"))
 APP_DOWN_SECONDS = float(os.environ.get("FAULT_APP_DOWN_SECONDS", "15"))
 
-STREAM, RETRY, RETRY_DATA = "{gw:0}:q:app", "{gw:0}:retry:app", "{gw:0}:retrydata:app"
-DEAD = "{gw:0}:dead:app"
 SHIPPED = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
 CONCURRENCY = int(SHIPPED["targets"]["app"]["concurrency"])  # deliveries in flight, at most
 
 integration = pytest.mark.integration
+both_stores = pytest.mark.parametrize("store", ["redis", "sqlite"], indirect=True)
 
 
 # =============================================================================
@@ -238,31 +243,32 @@ class AppLog:
         wait_until(lambda: keys <= self.keys(), timeout=timeout, what=what)
 
 
-def settled(db: redis.Redis) -> bool:
-    """Nothing queued, pending or waiting to retry."""
-    if db.xlen(STREAM) or db.zcard(RETRY):
-        return False
-    return not db.exists(STREAM) or db.xpending(STREAM, "gateway")["pending"] == 0
+@pytest.fixture
+def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer, redis_db: redis.Redis,
+    tmp_path: Path,
+) -> Queues:  # fmt: skip
+    """The store a case's gateways use (request.param: "redis" or "sqlite"):
+    its STORE_URL, and what it still holds. Redis is the session's server,
+    emptied for the test; SQLite a fresh file of the test's own."""
+    if request.param == "redis":
+        return RedisQueues(redis_db, redis_server.url)
+    return SqliteQueues(tmp_path / "store" / "gateway.db")
 
 
-def keys_in_redis(db: redis.Redis) -> set[str]:
-    """Idempotency keys of every event the store still holds: queued, waiting
-    to retry or dead-lettered."""
-    found = {f[b"key"].decode() for _, f in db.xrange(STREAM) + db.xrange(DEAD)}
-    for packed in db.hvals(RETRY_DATA):
-        fields = msgspec.msgpack.decode(packed)
-        found.add(str(fields[fields.index("key") + 1]))
-    return found
-
-
-def held_by(db: redis.Redis, consumer: str) -> set[str]:
-    """Keys of the entries a consumer has claimed and not acked."""
-    pending = db.xpending_range(STREAM, "gateway", "-", "+", 10_000, consumer)
-    keys = set()
-    for p in pending:
-        for _, fields in db.xrange(STREAM, p["message_id"], p["message_id"]):
-            keys.add(fields[b"key"].decode())
-    return keys
+def wait_for_delivery(app: AppLog, store: Queues, keys: set[str], timeout: float) -> None:
+    """Until every key has reached the app; on timeout, say which did not
+    and whether the store still holds them (late) or not (lost)."""
+    try:
+        app.wait_for(keys, timeout=timeout, what="every acked event at the app")
+    except TimeoutError as exc:
+        missing = keys - app.keys()
+        held = missing & store.held_keys()
+        lost = sorted(missing - held)
+        raise AssertionError(
+            f"{exc}: {len(missing)} acked events not at the app; {len(held)} still held "
+            f"by the {store.name} store, {len(lost)} lost: {lost[:10]}"
+        ) from exc
 
 
 def pause_until(moment: float) -> None:
@@ -280,10 +286,10 @@ def accepts(port: int) -> bool:
         return False
 
 
-def report(case: str, sim: Simulator, **numbers: object) -> None:
+def report(case: str, store: str, sim: Simulator, **numbers: object) -> None:
     """One line of numbers per case (seen with -s): the case's own, then the provider's."""
     fields = {**numbers, **{f"sim_{k}": v for k, v in sim.summary().items()}}
-    print(f"\nFAULTS {case}: " + " ".join(f"{k}={v}" for k, v in fields.items()))
+    print(f"\nFAULTS {case} [{store}]: " + " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
 def fault_config(tmp_path: Path, name: str = "gateway") -> str:
@@ -320,9 +326,10 @@ def failures_per_kill(sim: Simulator, kills: list[tuple[float, float]]) -> list[
 
 
 @integration
+@both_stores
 @pytest.mark.timeout(FAULT_SECONDS * 2 + 120)
 def test_kill_9_every_few_seconds_under_load_loses_no_acked_event(
-    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_db: redis.Redis
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, store: Queues
 ) -> None:
     # While the gateway is down every request fails. The provider disables the
     # endpoint after 5 failures in a row, so a restart survives only if fewer
@@ -335,7 +342,7 @@ def test_kill_9_every_few_seconds_under_load_loses_no_acked_event(
     # single gateway at real webhook rates; the default rate stays below that.
     app = AppLog(sink)
     sink.delay = 0.5  # deliveries are in flight when a kill lands
-    gw = start_gateway()
+    gw = start_gateway(STORE_URL=store.url)
     count = round(KILL_RATE * FAULT_SECONDS)
     sim = Simulator(gw.url(), count, rate=KILL_RATE, backoff_base=KILL_BACKOFF).start()
     assert sim.started_at is not None
@@ -348,10 +355,11 @@ def test_kill_9_every_few_seconds_under_load_loses_no_acked_event(
         kill_at += KILL_EVERY
     sim.wait(timeout=60)
     acked = sim.acked_keys
-    app.wait_for(acked, timeout=60, what="every acked event at the app")
-    wait_until(lambda: settled(redis_db), timeout=30, what="the queue to empty")
+    wait_for_delivery(app, store, acked, timeout=60)
+    wait_until(store.settled, timeout=30, what="the queue to empty")
     report(
         "kill-9",
+        store.name,
         sim,
         seconds=FAULT_SECONDS,
         rate=KILL_RATE,
@@ -368,8 +376,9 @@ def test_kill_9_every_few_seconds_under_load_loses_no_acked_event(
     assert kills, "FAULT_SECONDS too short for one kill"
     assert not sim.disabled, f"the provider disabled the endpoint: {sim.summary()}"
     assert acked == set(sim.keys)  # never disabled, nothing given up: every event acked
-    # A duplicate at the app is an event the app answered 2xx whose XACK had
-    # not reached Redis when the gateway died: it stays pending and is sent
+    # A duplicate at the app is an event the app answered 2xx whose ack had
+    # not reached the store when the gateway died (an XACK to Redis, a DELETE
+    # committed to SQLite): it stays claimed by this consumer name and is sent
     # again after the restart. Only deliveries in flight can be in that state,
     # at most the target's concurrency per kill. The provider's own retries
     # add none: the dedup marker answers them "duplicate" without forwarding.
@@ -382,9 +391,10 @@ def test_kill_9_every_few_seconds_under_load_loses_no_acked_event(
 
 
 @integration
+@both_stores
 @pytest.mark.timeout(APP_DOWN_SECONDS + 120)
 def test_app_answering_500_for_a_while_then_recovering_gets_everything(
-    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_db: redis.Redis
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, store: Queues
 ) -> None:
     # The backoff has full jitter: each delay is uniform between `initial` and
     # a doubling ceiling, so the only guaranteed retry horizon is initial x
@@ -393,7 +403,10 @@ def test_app_answering_500_for_a_while_then_recovering_gets_everything(
     # luck. initial 1 s and outage + 5 attempts leave attempts over for sure.
     attempts = math.ceil(APP_DOWN_SECONDS / 1.0) + 5
     gw = start_gateway(
-        FORWARD_MAX_ATTEMPTS=str(attempts), FORWARD_BACKOFF_INITIAL="1s", FORWARD_BACKOFF_MAX="2s"
+        STORE_URL=store.url,
+        FORWARD_MAX_ATTEMPTS=str(attempts),
+        FORWARD_BACKOFF_INITIAL="1s",
+        FORWARD_BACKOFF_MAX="2s",
     )
     app = AppLog(sink)
     sim = Simulator(gw.url(), 200, rate=20).start()  # 10 s of load
@@ -405,13 +418,15 @@ def test_app_answering_500_for_a_while_then_recovering_gets_everything(
     recovered = time.monotonic()
     sim.wait(timeout=30)
     acked = sim.acked_keys
-    app.wait_for(acked, timeout=30, what="every acked event after the recovery")
+    wait_for_delivery(app, store, acked, timeout=30)
     drained = time.monotonic() - recovered
-    wait_until(lambda: settled(redis_db), timeout=30, what="the queue to empty")
+    wait_until(store.settled, timeout=30, what="the queue to empty")
+    dead = store.dead_letters()
     refused = len(sink.received()) - sum(len(v) for v in app.delivered().values())
     top = max(int(r.headers["ce-attempt"]) for r in sink.received())
     report(
         "app-500",
+        store.name,
         sim,
         outage_s=APP_DOWN_SECONDS,
         acked=len(acked),
@@ -420,10 +435,10 @@ def test_app_answering_500_for_a_while_then_recovering_gets_everything(
         max_attempt=f"{top}/{attempts}",
         drained_after_recovery_s=f"{drained:.2f}",
         duplicates=app.duplicates(),
-        dead=redis_db.xlen(DEAD),
+        dead=len(dead),
     )
     assert refused > 0  # the outage really refused deliveries
-    assert redis_db.xlen(DEAD) == 0
+    assert dead == []
     assert top < attempts
     assert not sim.disabled
     assert sim.consecutive_failures_max == 0
@@ -433,14 +448,18 @@ def test_app_answering_500_for_a_while_then_recovering_gets_everything(
 
 
 @integration
+@both_stores
 def test_poison_event_is_dead_lettered_while_the_others_keep_flowing(
-    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_db: redis.Redis
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, store: Queues
 ) -> None:
     # initial = max: no jitter, so the poison retries for exactly 7 x 1 s,
     # well past the 2.5 s of load of the others.
     attempts = 8
     gw = start_gateway(
-        FORWARD_MAX_ATTEMPTS=str(attempts), FORWARD_BACKOFF_INITIAL="1s", FORWARD_BACKOFF_MAX="1s"
+        STORE_URL=store.url,
+        FORWARD_MAX_ATTEMPTS=str(attempts),
+        FORWARD_BACKOFF_INITIAL="1s",
+        FORWARD_BACKOFF_MAX="1s",
     )
     app = AppLog(sink)
     sim = Simulator(gw.url(), 100, rate=40)
@@ -450,17 +469,18 @@ def test_poison_event_is_dead_lettered_while_the_others_keep_flowing(
     others = sim.acked_keys - {poison}
     app.wait_for(others, timeout=20, what="every other event")
     poison_tries_then = len(sink.received(poison))
-    dead_then = redis_db.xlen(DEAD)
+    dead_then = store.dead_letters()
     acked_at = sim.acked_at()
     delivered = app.delivered()
     # ack -> first 2xx at the app; may be negative: the forwarder can deliver
     # before the provider has read its 200.
     latency = sorted(delivered[k][0].at - acked_at[k] for k in others)
-    wait_until(lambda: redis_db.xlen(DEAD) == 1, timeout=20, what="the poison's dead letter")
-    wait_until(lambda: settled(redis_db), timeout=10, what="the queue to empty")
-    ((_, dead),) = redis_db.xrange(DEAD)
+    wait_until(lambda: store.dead_letters() != [], timeout=20, what="the poison's dead letter")
+    wait_until(store.settled, timeout=10, what="the queue to empty")
+    dead = store.dead_letters()
     report(
         "poison",
+        store.name,
         sim,
         acked=len(sim.acked_keys),
         others_delivered=len(others & app.keys()),
@@ -472,27 +492,28 @@ def test_poison_event_is_dead_lettered_while_the_others_keep_flowing(
     )
     assert len(others) == 99
     assert not sim.disabled
-    assert dead_then == 0
+    assert dead_then == []
     assert poison_tries_then < attempts
     # A delivery to a localhost app takes milliseconds and an idle forwarder
     # wakes on new entries at once; 1 s would mean the poison blocked them.
     assert latency[-1] < 1.0
-    assert (dead[b"key"].decode(), dead[b"attempts"]) == (poison, str(attempts).encode())
+    assert dead == [DeadLetter(poison, attempts)]
     assert len(sink.received(poison)) == attempts
     assert app.duplicates() == 0
 
 
 @integration
 def test_two_gateways_one_frozen_mid_load_the_other_delivers_its_pending(
-    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_db: redis.Redis,
-    tmp_path: Path,
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, redis_server: RedisServer,
+    redis_db: redis.Redis, tmp_path: Path,
 ) -> None:  # fmt: skip
+    store = RedisQueues(redis_db, redis_server.url)
     sink.delay = 0.3  # deliveries stay in flight long enough to freeze some
     a = start_gateway(config=fault_config(tmp_path, "gw-a"))
     b = start_gateway(config=fault_config(tmp_path, "gw-b"))
     app = AppLog(sink)
     sim = Simulator([a.url(), b.url()], 240, rate=30).start()  # 8 s, both behind a balancer
-    wait_until(lambda: len(held_by(redis_db, "gw-a")) >= 3, what="gw-a to hold deliveries")
+    wait_until(lambda: len(store.held_by("gw-a")) >= 3, what="gw-a to hold deliveries")
     # A frozen pod fails its readiness probe and leaves the balancer; the
     # provider's requests then go to the other one. (Requests the balancer
     # still sends it time out and are retried: not this case's question.)
@@ -502,7 +523,7 @@ def test_two_gateways_one_frozen_mid_load_the_other_delivers_its_pending(
     a.signal(signal.SIGSTOP)
     frozen = time.monotonic()
     try:
-        held = held_by(redis_db, "gw-a")
+        held = store.held_by("gw-a")
         sim.wait(timeout=40)
         acked = sim.acked_keys
         app.wait_for(acked, timeout=30, what="every acked event while gw-a is frozen")
@@ -515,10 +536,11 @@ def test_two_gateways_one_frozen_mid_load_the_other_delivers_its_pending(
         }
     finally:
         a.signal(signal.SIGCONT)
-    wait_until(lambda: settled(redis_db), timeout=30, what="the queue to empty")
+    wait_until(store.settled, timeout=30, what="the queue to empty")
     reclaimed = max((retried[k] - frozen for k in held & retried.keys()), default=-1.0)
     report(
         "frozen-peer",
+        store.name,
         sim,
         acked=len(acked),
         delivered=len(app.keys()),
@@ -555,6 +577,7 @@ def test_redis_sigkill_under_load_loses_no_acked_event(
 ) -> None:
     fsync = own_redis.extra_args[-1]
     db = redis.Redis(port=own_redis.port)
+    store = RedisQueues(db, own_redis.url)
     assert db.config_get("appendfsync") == {"appendfsync": fsync}
     env = {"STORE_URL": own_redis.url, "FORWARD_URL": sink.url, "LOG_LEVEL": "info"}
     # Fixed 0.5 s retries, 30 attempts: 14.5 s of retrying outlasts the app's outage.
@@ -580,13 +603,14 @@ def test_redis_sigkill_under_load_loses_no_acked_event(
         down = time.monotonic() - killed
         sink.default_status = 200
         sim.wait(timeout=60)
-        wait_until(lambda: settled(db), timeout=30, what="the queue to empty")
+        wait_until(store.settled, timeout=30, what="the queue to empty")
         acked = sim.acked_keys
-        lost = acked - app.keys() - keys_in_redis(db)
+        lost = acked - app.keys() - store.held_keys()
         window = [k for k, t in sim.acked_at().items() if killed - 1.0 <= t <= killed]
         refused = sum(1 for a in sim.attempts() if a.status == 503)
         report(
             f"redis-kill-{fsync}",
+            store.name,
             sim,
             redis_down_s=f"{down:.3f}",
             acked_before_kill_only_in_redis=backlog,
@@ -596,7 +620,7 @@ def test_redis_sigkill_under_load_loses_no_acked_event(
             lost=len(lost),
             acks_in_last_second=len(window),
             answered_503=refused,
-            dead=db.xlen(DEAD),
+            dead=len(store.dead_letters()),
         )
     finally:
         gw.close()
