@@ -11,7 +11,6 @@ import collections
 import re
 import signal
 import sqlite3
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,9 +20,10 @@ import pytest
 import redis
 
 from tests.support.configs import config_variant
+from tests.support.disks import grow, padded, tiny_tmpfs
 from tests.support.processes import GatewayProcess, RedisServer, free_port, wait_until
 from tests.support.simulator import Simulator
-from tests.support.sink import Recorded, Sink
+from tests.support.sink import Sink
 from tests.support.webhooks import Poster, with_key
 
 pytestmark = pytest.mark.integration
@@ -93,28 +93,12 @@ def post_all(gw: GatewayProcess, keys: list[str]) -> list[tuple[int, str]]:
     return [(a.status, str(a.json().get("status", a.json().get("error")))) for a in answers]
 
 
-class Delivered:
-    """Keys the app (the sink) answered 2xx, in order, with repeats."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.keys: list[str] = []
-        answer = sink.answer_for
-
-        def answer_for(request: Recorded) -> tuple[int, dict[str, str], float]:
-            status, headers, delay = answer(request)
-            if 200 <= status < 300:
-                self.keys.append(request.key)  # list.append is atomic under the GIL
-            return status, headers, delay
-
-        sink.answer_for = answer_for  # type: ignore[method-assign]
-
-    def __call__(self) -> list[str]:
-        return list(self.keys)
+Delivered = Callable[[], list[str]]  # keys the app answered 2xx, in order, with repeats
 
 
 @pytest.fixture
 def delivered(sink: Sink) -> Delivered:
-    return Delivered(sink)
+    return sink.delivered
 
 
 def test_redis_down_acks_into_the_spool_delivers_from_it_then_drains_into_redis(
@@ -175,13 +159,11 @@ def test_a_full_spool_answers_503_and_takes_events_again_once_space_returns(
     gw = spool_gateway(store={"spool": {"max_size": "256KiB"}})
     own_redis.stop()
     sink.default_status = 503  # nothing leaves the spool
-    padding = "x" * 8000
     answers: list[tuple[int, str]] = []
     poster = Poster(gw.port)
     try:
         for i in range(200):
-            pad = f'"pad": "{padding}", "data": {{'.encode()
-            body = with_key(f"full-{i}").replace(b'"data": {', pad)
+            body = padded(with_key(f"full-{i}"))
             answer = poster.post(body)
             answers.append((answer.status, answer.headers.get("retry-after", "")))
             if answer.status == 503:
@@ -311,24 +293,8 @@ def test_redis_killed_and_down_for_10_s_under_load_loses_nothing_and_keeps_the_e
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a disk that really fills up. Needs root (mount)."""
-    where = tmp_path / "tiny"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def padded(key: str) -> bytes:
-    """A ~9 KiB event: fills a small spool in a few dozen requests."""
-    pad = f'"pad": "{"x" * 8000}", "data": {{'.encode()
-    return with_key(key).replace(b'"data": {', pad)
+    with tiny_tmpfs(tmp_path / "tiny") as where:
+        yield where
 
 
 def test_a_full_disk_under_the_spool_answers_503_without_a_crash_and_recovers_when_space_returns(
@@ -345,7 +311,7 @@ def test_a_full_disk_under_the_spool_answers_503_without_a_crash_and_recovers_wh
     try:
         statuses = []
         for i in range(400):
-            answer = poster.post(padded(f"disk-{i}"))
+            answer = poster.post(padded(with_key(f"disk-{i}")))
             statuses.append(answer.status)
             if answer.status == 503:
                 assert answer.json()["error"] == "store_unavailable"
@@ -356,11 +322,11 @@ def test_a_full_disk_under_the_spool_answers_503_without_a_crash_and_recovers_wh
         assert set(statuses[:-1]) == {200}
         assert gw.healthy()  # no crash
         assert "database or disk is full" in gw.logs()  # the disk, not the size cap
-        assert poster.post(padded("disk-still-full")).status == 503
+        assert poster.post(padded(with_key("disk-still-full"))).status == 503
         print(f"\nFAULTS disk-full: accepted={accepted} then 503")
 
-        subprocess.run(["mount", "-o", "remount,size=8m", str(tiny_disk)], check=True)
-        assert poster.post(padded("disk-after")).status == 200  # space returned
+        grow(tiny_disk, "8m")
+        assert poster.post(padded(with_key("disk-after"))).status == 200  # space returned
     finally:
         poster.close()
     sink.default_status = 200

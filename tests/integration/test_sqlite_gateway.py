@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_delivery import load_until_killed
+from tests.support.configs import config_variant
+from tests.support.disks import grow, padded, tiny_tmpfs
 from tests.support.processes import ROOT, GatewayProcess, wait_until
 from tests.support.sink import Sink
 from tests.support.webhooks import Poster, post_once, seed, with_key
@@ -99,3 +101,36 @@ def test_sqlite_readiness_turns_green_without_redis(
     gw = start_gateway(STORE_URL=sqlite_url)
     wait_until(gw.ready, what="readiness")
     assert Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_full_disk_under_the_sqlite_store_answers_503_and_recovers_when_space_returns(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, tmp_path: Path
+) -> None:
+    # A delivery whose bookkeeping failed on the full disk stays claimed until
+    # visibility_timeout: 2 s here instead of 60 s.
+    changes = {"forwarder": {"visibility_timeout": "2s"}, "targets": {"app": {"timeout": "1s"}}}
+    config = config_variant(tmp_path, changes)
+    with tiny_tmpfs(tmp_path / "tiny") as disk:
+        gw = start_gateway(config=config, STORE_URL=f"sqlite:///{disk}/gateway.db")
+        sink.default_status = 503  # nothing leaves the store
+        poster = Poster(gw.port)
+        try:
+            statuses = []
+            for i in range(400):
+                answer = poster.post(padded(with_key(f"full-{i}")))
+                statuses.append(answer.status)
+                if answer.status == 503:
+                    assert answer.json()["error"] == "store_unavailable"
+                    assert answer.headers["retry-after"]
+                    break
+            assert statuses[-1] == 503, "the disk never filled"
+            assert set(statuses[:-1]) == {200}
+            assert gw.healthy()
+            grow(disk, "8m")
+            assert poster.post(padded(with_key("after"))).status == 200
+        finally:
+            poster.close()
+        sink.default_status = 200
+        wanted = {f"full-{i}" for i in range(len(statuses) - 1)} | {"after"}
+        sink.wait_for(lambda s: wanted <= set(s.delivered()), timeout=15, what="every acked one")
+        gw.stop()

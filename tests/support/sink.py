@@ -103,6 +103,7 @@ class Sink:
         self.default_status = 200
         self.connections = 0
         self.open: set[_SinkProtocol] = set()
+        self._delivered: list[str] = []
         self._lock = threading.Lock()
         self._loop = uvloop.new_event_loop()
         self._ready = threading.Event()
@@ -137,10 +138,15 @@ class Sink:
         with self._lock:
             self.requests.append(request)
             steps = self.plans.get(request.key)
-            if steps:
-                status, headers = steps.popleft()
-                return status, headers, self.delay
-        return self.default_status, {}, self.delay
+            status, headers = steps.popleft() if steps else (self.default_status, {})
+            if 200 <= status < 300:
+                self._delivered.append(request.key)
+        return status, headers, self.delay
+
+    def delivered(self) -> list[str]:
+        """Keys of the requests answered 2xx (deliveries), in order, with repeats."""
+        with self._lock:
+            return list(self._delivered)
 
     def received(self, key: str | None = None) -> list[Recorded]:
         with self._lock:
