@@ -90,6 +90,8 @@ class StoreConfig:
     socket_timeout: float
     connect_timeout: float
     spool: SpoolConfig = SpoolConfig(enabled=False, max_size=0, wait_for_redis=0.0)
+    wait_replicas: int = 0  # replicas that must have an admit before its 200 (Redis WAIT)
+    wait_timeout: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +208,7 @@ _TOP_KEYS: Final = (
 )
 _STORE_KEYS: Final = (
     *("url", "dedup_ttl", "admit_deadline", "partitions", "key_prefix", "pool_size"),
-    *("socket_timeout", "connect_timeout", "spool"),
+    *("socket_timeout", "connect_timeout", "spool", "wait_replicas", "wait_timeout"),
 )
 _TARGET_KEYS: Final = (
     *("url", "format", "connect_timeout", "timeout", "concurrency", "max_attempts"),
@@ -341,7 +343,17 @@ def _store(node: object) -> StoreConfig:
         socket_timeout=read_duration(s, "socket_timeout", "1s"),
         connect_timeout=read_duration(s, "connect_timeout", "1s"),
         spool=_spool(s.get("spool", None), admit_deadline),
+        wait_replicas=read_int(s, "wait_replicas", 0, 0, 16),
+        wait_timeout=_wait_timeout(s, admit_deadline),
     )
+
+
+def _wait_timeout(s: Section, admit_deadline: float) -> float:
+    timeout = read_duration(s, "wait_timeout", "100ms")
+    if timeout >= admit_deadline:
+        problem = f"must be shorter than store.admit_deadline ({admit_deadline:g}s)"
+        raise ConfigError("store.wait_timeout", problem)
+    return timeout
 
 
 def _spool(node: object, admit_deadline: float) -> SpoolConfig:

@@ -101,8 +101,26 @@ class RedisStore:
 
     async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
         keys, argv = admit_arguments(self.keys, partition, batch, self._ttl_ms)
-        flags = await self._call(self._admit(keys=keys, args=argv), "admit")
+        if self._config.wait_replicas:
+            flags = await self._admit_replicated(keys, argv)
+        else:
+            flags = await self._call(self._admit(keys=keys, args=argv), "admit")
         return [AdmitOutcome(int(flag)) for flag in flags]
+
+    async def _admit_replicated(self, keys: list[str], argv: list[str | bytes | int]) -> Any:
+        """The admit script, then WAIT on the same connection: no 200 until
+        `wait_replicas` replicas have the write (a primary that dies before
+        replicating cannot take an acked event with it). Fewer within
+        `wait_timeout` counts as a failed admit: the write stays on the primary
+        (a duplicate at worst), the request is spooled or answered 503."""
+        wanted = self._config.wait_replicas
+        pipe = self.redis.pipeline(transaction=False)
+        await self._admit(keys=keys, args=argv, client=pipe)
+        pipe.execute_command("WAIT", wanted, max(1, round(self._config.wait_timeout * 1000)))
+        flags, replicated = await self._call(pipe.execute(), "admit")
+        if int(replicated) < wanted:
+            raise StoreUnavailable(f"admit reached {replicated} of {wanted} replicas (WAIT)")
+        return flags
 
     # -- the delivery queue -------------------------------------------------
 

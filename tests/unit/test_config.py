@@ -320,6 +320,14 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
             "store.spool.wait_for_redis: must be shorter than store.admit_deadline (2s)",
         ),
         (
+            {"store": {"wait_timeout": "3s"}},
+            "store.wait_timeout: must be shorter than store.admit_deadline (2s)",
+        ),
+        (
+            {"store": {"wait_replicas": 99}},
+            "store.wait_replicas: expected an integer 0-16, got 99",
+        ),
+        (
             {"store": {"spool": {"max_size": "lots"}}},
             'store.spool.max_size: not a size: "lots" (use e.g. 512, 64KiB, 1MiB)',
         ),

@@ -1,0 +1,91 @@
+"""store.wait_replicas: an admit is acked only once a replica has it (Redis WAIT).
+
+A real primary and a real replica (redis-server --replicaof), the gateway
+ingest-only; what the replica holds is read from the replica itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.configs import config_variant
+from tests.support.processes import GatewayProcess, RedisServer, wait_until
+from tests.support.webhooks import post_once, with_key
+
+pytestmark = pytest.mark.integration
+
+STREAM = "{gw:0}:q:app"
+
+
+@pytest.fixture
+def primary() -> Iterator[RedisServer]:
+    server = RedisServer("--repl-diskless-sync-delay", "0")  # the replica syncs at once
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def replica(primary: RedisServer) -> Iterator[RedisServer]:
+    server = RedisServer("--replicaof", "127.0.0.1", str(primary.port))
+    client = redis.Redis(port=server.port)
+    wait_until(
+        lambda: client.info("replication")["master_link_status"] == "up",
+        what="the replica's link to the primary",
+    )
+    yield server
+    client.close()
+    if server.proc is not None:
+        server.proc.kill()
+        server.proc.wait(5)
+        server.proc = None
+    server.close()
+
+
+def start(primary: RedisServer, tmp_path: Path, spool: bool) -> GatewayProcess:
+    changes = {
+        "forwarder": {"enabled": False},
+        "store": {"wait_replicas": 1, "wait_timeout": "200ms", "spool": {"enabled": spool}},
+    }
+    config = config_variant(tmp_path, changes)
+    return GatewayProcess({"STORE_URL": primary.url}, config=config).start()
+
+
+def test_an_ack_means_the_replica_already_has_the_event(
+    primary: RedisServer, replica: RedisServer, tmp_path: Path
+) -> None:
+    gw = start(primary, tmp_path, spool=False)
+    try:
+        on_replica = redis.Redis(port=replica.port)
+        for i in range(20):
+            assert post_once(gw.port, with_key(f"w-{i}")).json()["status"] == "accepted"
+            # Read at once, no waiting: WAIT returned before the 200.
+            assert on_replica.xlen(STREAM) == i + 1
+        on_replica.close()
+    finally:
+        gw.close()
+
+
+def test_without_a_replica_the_admit_fails_503_or_spools(
+    primary: RedisServer, replica: RedisServer, tmp_path: Path
+) -> None:
+    assert replica.proc is not None
+    replica.proc.kill()  # the replica is gone (a SIGTERM'd replica can take >10 s to stop)
+    replica.proc.wait(5)
+    replica.proc = None
+    strict = start(primary, tmp_path, spool=False)
+    try:
+        answer = post_once(strict.port, with_key("lonely"))
+        assert (answer.status, answer.json()["error"]) == (503, "store_unavailable")
+        wait_until(lambda: "0 of 1 replicas (WAIT)" in strict.logs(), what="the WAIT log line")
+    finally:
+        strict.close()
+    spooling = start(primary, tmp_path, spool=True)
+    try:
+        assert post_once(spooling.port, with_key("spooled")).json()["status"] == "accepted"
+        assert "redis_unavailable_spooling" in spooling.logs()
+    finally:
+        spooling.close()
