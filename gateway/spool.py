@@ -42,7 +42,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import structlog
 
@@ -54,15 +54,20 @@ from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 
 log = structlog.get_logger("gateway.spool")
+T = TypeVar("T")
 
 DRAIN_BATCH = 500  # spooled events moved into Redis per step
 _PROBE_INTERVAL = 0.5  # seconds between pings of an unavailable Redis
 _PROBE_TIMEOUT = 1.0
-_DEPTH_INTERVAL = 1.0  # seconds between spool depth readings while spooling
+_RETRY_DRAIN = 5.0  # seconds before a drain the spool's own file refused is tried again
 
 # The dedup key of a queue row, as ingest builds it; indexed for the drain.
 _EVENT_KEY = "source || ':' || type || ':' || key"
 _DRAIN_INDEX = f"CREATE INDEX IF NOT EXISTS queue_event ON queue ({_EVENT_KEY})"
+
+
+class SpoolUnavailable(Exception):
+    """The spool's own file refused a drain step (Redis may be fine)."""
 
 
 class Mode(enum.Enum):
@@ -115,6 +120,7 @@ class SpoolingStore:
         self._delivery: Delivery | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._drain_pending = False  # the spool's file refused the last drain
 
     # -- the Store contract, for the admit batcher ---------------------------
 
@@ -128,7 +134,14 @@ class SpoolingStore:
                     return await self.redis.admit(partition, batch)
             except (StoreUnavailable, TimeoutError) as exc:
                 self._fail_over(exc)
-        outcomes = await self.spool.admit(0, batch)
+        try:
+            outcomes = await self.spool.admit(0, batch)
+        except StoreUnavailable:
+            if self.mode is Mode.SPOOL:
+                raise  # neither path can take it: 503
+            # Redis answers again (draining, or back to redis meanwhile) but the
+            # spool's file does not: Redis takes it.
+            return await self.redis.admit(partition, batch)
         accepted = sum(1 for o in outcomes if o is AdmitOutcome.ACCEPTED)
         if accepted:
             self._metrics.spool_events.inc(accepted)
@@ -181,25 +194,50 @@ class SpoolingStore:
         await self._stop_delivery()
 
     async def _run(self) -> None:
+        await self._choose_first_mode()
+        while not self._stopping:
+            try:
+                await self._step()
+            except Exception:  # a bug here must not leave the gateway spooling for good
+                log.exception("spool_supervisor_failed")
+                await asyncio.sleep(_RETRY_DRAIN)
+
+    async def _choose_first_mode(self) -> None:
         if not await self._redis_answers():
             self._fail_over(StoreUnavailable("unreachable at start"))
         elif await self._holds_events():
             self._set_mode(Mode.DRAINING)
         else:
             self._set_mode(Mode.REDIS)
-        while not self._stopping:
-            if self.mode is Mode.SPOOL:
-                await self._spool_until_redis_answers()
-                if not self._stopping:
-                    self._set_mode(Mode.DRAINING)
-            elif self.mode is Mode.DRAINING:
-                try:
-                    await self._drain()
-                except StoreUnavailable as exc:
-                    self._fail_over_while_draining(exc)
-            else:
-                self._redis_failed.clear()
+
+    async def _step(self) -> None:
+        if self.mode is Mode.SPOOL:
+            await self._spool_until_redis_answers()
+            if not self._stopping:
+                self._set_mode(Mode.DRAINING)
+        elif self.mode is Mode.DRAINING:
+            try:
+                await self._drain()
+            except StoreUnavailable as exc:  # from Redis
+                self._fail_over_while_draining(exc)
+            except SpoolUnavailable as exc:
+                # Redis is fine: admit there, and try the spool's file again later.
+                log.error("spool_unreadable", error=str(exc), spool=self.spool.path)
+                self._set_mode(Mode.REDIS)
+                self._drain_pending = True
+        else:
+            await self._until_redis_fails()
+
+    async def _until_redis_fails(self) -> None:
+        """Wait in redis mode; wake to retry a drain the spool's file refused."""
+        self._redis_failed.clear()
+        timeout = _RETRY_DRAIN if self._drain_pending else None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
                 await self._redis_failed.wait()
+        if self.mode is Mode.REDIS and self._drain_pending and not self._stopping:
+            self._drain_pending = False
+            self._set_mode(Mode.DRAINING)
 
     def _fail_over_while_draining(self, exc: StoreUnavailable) -> None:
         log.warning("spool_drain_interrupted", error=str(exc))
@@ -240,12 +278,12 @@ class SpoolingStore:
         started, moved = time.monotonic(), 0
         log.info("spool_drain_started", depth=await self._report_depth())
         while self.mode is not Mode.SPOOL and not self._stopping:
-            step = await self.spool.transact("drain", _read_step)
+            step = await self._on_spool("drain", _read_step)
             if step.admissions:
                 await self._admit_into_redis(step.admissions)
                 moved += len(step.admissions)
             if step.markers or step.rows:
-                await self.spool.transact("drain", partial(_forget, step=step))
+                await self._on_spool("drain", partial(_forget, step=step))
             read = max(len(step.markers), len(step.rows))
             if read < DRAIN_BATCH and self.mode is Mode.DRAINING:
                 self._set_mode(Mode.REDIS)  # the rest follows in the next steps
@@ -263,6 +301,12 @@ class SpoolingStore:
             # Any outcome will do: accepted (enqueued now, or by this very
             # request before), or a duplicate that Redis already holds.
             await self.redis.admit(partition, batch)
+
+    async def _on_spool(self, op: str, body: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self.spool.transact(op, body)
+        except StoreUnavailable as exc:
+            raise SpoolUnavailable(str(exc)) from exc
 
     async def _holds_events(self) -> bool:
         """Anything left from an earlier run (undelivered rows, or markers)?

@@ -333,3 +333,20 @@ def test_a_full_disk_under_the_spool_answers_503_without_a_crash_and_recovers_wh
     wanted = {f"disk-{i}" for i in range(accepted)} | {"disk-after"}
     wait_until(lambda: wanted <= set(delivered()), timeout=15, what="every acked event")
     assert "disk-still-full" not in delivered()
+
+
+def test_a_spool_file_that_cannot_be_opened_never_takes_the_redis_path_down(
+    spool_gateway: Callable[..., GatewayProcess],
+    own_redis: RedisServer,
+    delivered: Delivered,
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "broken"
+    (data / "spool.db").mkdir(parents=True)  # a directory where the spool file should be
+    gw = spool_gateway(data_dir=str(data))
+    wait_until(lambda: mode(gw) == "redis", what="redis mode despite the broken spool")
+    assert post_all(gw, ["fine-1", "fine-2"]) == [(200, "accepted")] * 2
+    wait_until(lambda: {"fine-1", "fine-2"} <= set(delivered()), what="delivery via Redis")
+    own_redis.stop()  # now neither path can take an event: 503, never a false 200
+    answers = post_all(gw, ["nowhere"])
+    assert answers == [(503, "store_unavailable")]
