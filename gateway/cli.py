@@ -2,6 +2,8 @@
 `webhook-gateway dead-letters list|show|replay|purge --config FILE [--target T]
 [--id ID | --all]` (gateway.deadletters).
 
+With `workers: N > 1`, `run` supervises N worker processes (gateway.workers).
+
 Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken, the store is
 unreachable), 2 bad config or usage, 3 `dead-letters --id` found nothing.
 """
@@ -35,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+        if name == "run":  # worker I of `workers: N`, started by the supervisor only
+            command.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     _dead_letters_parser(commands)
     return parser
 
@@ -61,6 +65,10 @@ def _dead_letters_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run" and args.worker is not None:
+        from gateway.workers import worker_main  # its config comes from the supervisor
+
+        return worker_main(args.worker)
     try:
         config = load(args.config)
     except ConfigError as exc:
@@ -80,9 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Config) -> int:
+    configure(config.log_level)
+    if config.workers > 1:
+        from gateway.workers import supervise  # a supervisor, without the I/O stack
+
+        return supervise(config)
     from gateway.service import Gateway  # imports the I/O stack only when running
 
-    configure(config.log_level)
     log = structlog.get_logger("gateway")
     try:
         return uvloop.run(Gateway(config).run())

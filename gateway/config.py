@@ -146,6 +146,7 @@ class Config:
     log_level: str
     forwarder: ForwarderConfig
     clients: Clients = Clients()
+    workers: int = 1  # processes sharing listen.port (SO_REUSEPORT); >1: gateway/workers.py
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -204,7 +205,7 @@ def redacted(config: Config) -> dict[str, object]:
 
 _TOP_KEYS: Final = (
     *("listen", "admin", "limits", "shutdown_grace", "store", "sources", "targets"),
-    *("routes", "unrouted", "data_dir", "log_level", "forwarder", "clients"),
+    *("routes", "unrouted", "data_dir", "log_level", "forwarder", "clients", "workers"),
 )
 _STORE_KEYS: Final = (
     *("url", "dedup_ttl", "admit_deadline", "partitions", "key_prefix", "pool_size"),
@@ -220,12 +221,13 @@ def _build(root: object, env: Mapping[str, str]) -> Config:
     top = Section(root, "", _TOP_KEYS)
     sources = read_sources(top.get("sources"), env)
     targets = _targets(top.get("targets", None))
+    store = _store(top.get("store", None))
     return Config(
         listen=_public_listen(top.get("listen", None)),
         admin=_listen(top.get("admin", None), "admin", 9102),
         limits=_limits(top.get("limits", None)),
         shutdown_grace=read_duration(top, "shutdown_grace", "10s"),
-        store=_store(top.get("store", None)),
+        store=store,
         sources=sources,
         targets=targets,
         routes=_routes(top.get("routes", None), sources, targets),
@@ -234,7 +236,17 @@ def _build(root: object, env: Mapping[str, str]) -> Config:
         log_level=read_choice(top, "log_level", "info", _LOG_LEVELS),
         forwarder=_forwarder(top.get("forwarder", None), targets),
         clients=_clients(top.get("clients", None)),
+        workers=_workers(top, store),
     )
+
+
+def _workers(top: Section, store: StoreConfig) -> int:
+    workers = read_int(top, "workers", 1, 1, 64)
+    if workers > 1 and store.url.startswith("sqlite:"):
+        # One SQLite file, one writer process: its claims and blocking reads assume it.
+        problem = "the SQLite store supports one process only; use workers: 1 or a Redis store"
+        raise ConfigError("workers", problem)
+    return workers
 
 
 def _clients(node: object) -> Clients:

@@ -43,9 +43,12 @@ class _Stopped(Exception):
     """Raised inside a forwarder loop once stop() has begun."""
 
 
-def consumer_name(config: ForwarderConfig) -> str:
-    """A stable name per pod: a restarted container resumes its own pending entries."""
-    return config.consumer or socket.gethostname().lower()
+def consumer_name(config: ForwarderConfig, worker: int | None = None) -> str:
+    """A stable name per pod: a restarted container resumes its own pending entries.
+    Worker i of `workers: N > 1` is "<name>-w<i>": distinct from its siblings (one
+    never resumes another's deliveries in flight), the same after its restart."""
+    name = config.consumer or socket.gethostname().lower()
+    return name if worker is None else f"{name}-w{worker}"
 
 
 class TargetForwarder:

@@ -2,9 +2,24 @@
 
 The hot path never calls `labels()`: each source gets a `SourceMetrics` whose
 children are created once, and per-status counters are cached in a dict.
+
+With `workers: N > 1` each worker process records into prometheus_client's
+multiprocess files (the supervisor sets PROMETHEUS_MULTIPROC_DIR before the
+worker starts; `Metrics(worker=i)`), and the supervisor's `WorkersMetrics`
+serves the merge: counters and histograms summed over every worker that ever
+ran (a restarted worker's predecessor still counts, so no total goes down),
+queue gauges the max over live workers (they all read the same queue),
+spool_depth their sum, store_mode one series per worker, process_* one
+series per process (`worker` label, the supervisor's is "supervisor"). A
+single process (workers: 1) keeps plain in-memory values: it never pays for
+the files.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,7 +28,12 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
+    values,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 from prometheus_client.utils import INF
 
 import gateway
@@ -40,11 +60,26 @@ OUTCOMES = ("delivered", "http_error", "connect_error", "timeout", "protocol_err
 STORE_MODES = ("redis", "spool", "draining", "sqlite")
 
 PREFIX = "webhook_gateway_"
+STORE_MODE_HELP = (
+    "1 for the admit path in use: redis, spool (Redis unavailable), draining "
+    "(the spool moving into Redis) or sqlite (the embedded store)."
+)
+
+
+def build_info(registry: CollectorRegistry) -> None:
+    build = Gauge(PREFIX + "build_info", "Build information.", ["version"], registry=registry)
+    build.labels(gateway.__version__).set(1)
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, worker: int | None = None
+    ) -> None:
+        """`worker`: this process is worker i of a supervisor (multiprocess files)."""
+        if worker is not None and not values.ValueClass._multiprocess:
+            raise RuntimeError("a worker needs PROMETHEUS_MULTIPROC_DIR set before it starts")
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._worker = None if worker is None else str(worker)
         r = self.registry
         self.requests = Counter(
             PREFIX + "requests", "Webhook requests answered, by HTTP status.",
@@ -92,39 +127,41 @@ class Metrics:
         self.dead_letters = Counter(
             PREFIX + "dead_letter", "Events moved to a dead-letter stream.", ["target"], registry=r
         )
+        # multiprocess_mode applies to workers only: every worker reads the same
+        # queue (max), each has its own spool (sum).
         self.queue_depth = Gauge(
             PREFIX + "queue_depth", "Events not yet delivered (queued or waiting to retry).",
-            ["target"], registry=r,
+            ["target"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.queue_oldest_age = Gauge(
             PREFIX + "queue_oldest_age_seconds", "Age of the oldest queued event.",
-            ["target"], registry=r,
+            ["target"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.spool_depth = Gauge(
             PREFIX + "spool_depth",
             "Events in the local spool (Redis unavailable), not yet delivered or moved to Redis.",
-            registry=r,
-        )
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.spool_events = Counter(
             PREFIX + "spool_events", "Events acked from the local spool (Redis unavailable).",
             registry=r,
         )  # fmt: skip
         self.store_mode = Gauge(
-            PREFIX + "store_mode",
-            "1 for the admit path in use: redis, spool (Redis unavailable), draining "
-            "(the spool moving into Redis) or sqlite (the embedded store).",
-            ["mode"], registry=r,
+            PREFIX + "store_mode", STORE_MODE_HELP,
+            ["mode"] if worker is None else ["mode", "worker"],
+            registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.set_store_mode("")  # every mode shows (0) before the store is chosen
-        # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
-        ProcessCollector(registry=r)
-        build = Gauge(PREFIX + "build_info", "Build information.", ["version"], registry=r)
-        build.labels(gateway.__version__).set(1)
+        if worker is None:  # a worker's supervisor reports these for the whole gateway
+            # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
+            ProcessCollector(registry=r)
+            build_info(r)
         self.store_admit_errors = self.store_errors.labels("admit")
 
     def set_store_mode(self, current: str) -> None:
         for mode in STORE_MODES:
-            self.store_mode.labels(mode).set(1 if mode == current else 0)
+            child = self.store_mode.labels(mode, *((self._worker,) if self._worker else ()))
+            child.set(1 if mode == current else 0)
 
     def source(self, name: str) -> SourceMetrics:
         return SourceMetrics(self, name)
@@ -203,3 +240,79 @@ class TargetMetrics:
 
     def outcome(self, name: str) -> None:
         self._outcomes[name].inc()
+
+
+class WorkersMetrics:
+    """The supervisor's /metrics: its workers' multiprocess files merged, the
+    process metrics of every process, build_info and worker restarts."""
+
+    def __init__(self, directory: str, workers: Callable[[], Mapping[str, int]]) -> None:
+        """`directory`: the workers' PROMETHEUS_MULTIPROC_DIR; `workers`: the
+        live workers' pids by worker name."""
+        self.directory = directory
+        self.registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
+        self.registry.register(_ProcessesCollector(workers))
+        build_info(self.registry)
+        self.restarts = Counter(
+            PREFIX + "worker_restarts", "Worker processes restarted after an unexpected exit.",
+            ["worker"], registry=self.registry,
+        )  # fmt: skip
+
+    def worker_exited(self, pid: int) -> None:
+        """Drop the dead process's live gauges; fold its counters and histograms
+        into the archive files, so the sums keep them (no total goes down) and
+        the files a scrape reads do not grow with every restart."""
+        mark_process_dead(pid, self.directory)  # type: ignore[no-untyped-call]
+        for kind in ("counter", "histogram"):
+            dead = os.path.join(self.directory, f"{kind}_{pid}.db")
+            if not os.path.exists(dead):
+                continue
+            # The collector reads `<kind>_*.db` and sums equal keys across files.
+            path = os.path.join(self.directory, f"{kind}_archive.db")
+            archive: Any = MmapedDict(path)  # type: ignore[no-untyped-call]
+            try:
+                for key, value, _, _ in _read_all(dead):
+                    total, _ = archive.read_value(key)
+                    archive.write_value(key, total + value, 0.0)
+            finally:
+                archive.close()
+            os.unlink(dead)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ProcessesCollector(Collector):
+    """process_* of the supervisor and of each live worker, one series per
+    process with a `worker` label ("supervisor" for this process)."""
+
+    def __init__(self, workers: Callable[[], Mapping[str, int]]) -> None:
+        self._workers = workers
+        self._collectors: dict[int, ProcessCollector] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        processes = {"supervisor": os.getpid(), **self._workers()}
+        self._collectors = {
+            pid: self._collectors.get(pid) or ProcessCollector(pid=_constant(pid), registry=None)
+            for pid in processes.values()
+        }
+        families: dict[str, Metric] = {}
+        for name, pid in processes.items():
+            for family in self._collectors[pid].collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    labels = {**sample.labels, "worker": name}
+                    merged.add_sample(sample.name, labels, sample.value)
+        return list(families.values())
+
+
+def _read_all(path: str) -> list[tuple[str, float, float, int]]:
+    """(key, value, timestamp, position) of every entry of a multiprocess file."""
+    return list(MmapedDict.read_all_values_from_file(path))  # type: ignore[no-untyped-call]
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid

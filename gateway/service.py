@@ -4,23 +4,32 @@ Shutdown order: readiness turns 503 first (so Kubernetes stops routing), the
 listener stops accepting, requests in flight get their answers (a 200 only
 once persisted), keep-alive connections close, and the process exits 0 within
 the grace. A second signal skips the wait.
+
+As worker i of `workers: N > 1` (gateway.workers) the same gateway binds the
+public port with SO_REUSEPORT beside its siblings, serves its admin listener
+on a private unix socket for the supervisor, records metrics into the
+supervisor's multiprocess files, and has its own forwarder consumer name
+("<name>-w<i>") and spool file (`spool_file`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import ssl
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
 import gateway
-from gateway.admin import AdminRouter
+from gateway.admin import AdminRouter, store_readiness
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted
 from gateway.errors import StoreUnavailable
-from gateway.forwarder import BLOCK_MS, Forwarder
+from gateway.forwarder import BLOCK_MS, Forwarder, consumer_name
 from gateway.ingest import ClientPolicy, IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
@@ -30,19 +39,31 @@ from gateway.store import DeliveryStore, Store, sqlite_path
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from gateway.tls import ReloadingCertificate
+from gateway.workers import spool_file, warn_of_stranded_spools
 
 log = structlog.get_logger("gateway")
 
 _ADMIN_CONNECTIONS = 64  # probes and scrapes only
 _STARTUP_CHECK_TIMEOUT = 2.0
-SPOOL_FILE = "spool.db"  # under data_dir
 _SWEEP_INTERVAL = 60.0  # seconds between deletions of expired dedup markers (SQLite)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """This gateway is worker `index` of a supervisor (gateway.workers)."""
+
+    index: int
+    admin_socket: str  # its admin listener, for the supervisor only
+
+
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: WorkerRole | None = None) -> None:
+        if worker is not None:
+            consumer = consumer_name(config.forwarder, worker.index)
+            config = replace(config, forwarder=replace(config.forwarder, consumer=consumer))
         self.config = config
-        self.metrics = Metrics()
+        self.worker = worker
+        self.metrics = Metrics(worker=None if worker is None else worker.index)
         self.store, self.delivery_store = _stores(config)
         self.spooling: SpoolingStore | None = None
         if isinstance(self.store, RedisStore) and config.store.spool.enabled:
@@ -61,7 +82,9 @@ class Gateway:
             for s in config.sources
         ]
         self.ingest = IngestRouter(endpoints, self.metrics)
-        self.admin = AdminRouter(self.metrics, self.store.ping, self.stopping.is_set)
+        self.admin = AdminRouter(
+            self.metrics.exposition, store_readiness(self.store.ping), self.stopping.is_set
+        )
         refused = self.metrics.connections_refused.inc
         self.connections = Connections(config.limits.max_connections, refused)
         self.admin_connections = Connections(_ADMIN_CONNECTIONS)
@@ -79,7 +102,8 @@ class Gateway:
         """Redis with the local spool under data_dir for when Redis is unavailable."""
         config = self.config
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-        path = str(Path(config.data_dir) / SPOOL_FILE)
+        worker = None if self.worker is None else self.worker.index
+        path = str(Path(config.data_dir) / spool_file(worker))
         spool = SqliteStore(config.store, path=path, max_bytes=config.store.spool.max_size)
 
         def delivery(store: SqliteStore) -> Forwarder | None:
@@ -101,23 +125,32 @@ class Gateway:
             self.config.limits,
             self.connections,
             self.certificate.context if self.certificate is not None else None,
+            reuse_port=self.worker is not None,
         )
         if self.certificate is not None:
             self._tasks.add(loop.create_task(self.certificate.watch()))
         if isinstance(self.store, SqliteStore):
             self._tasks.add(loop.create_task(_sweep_expired_markers(self.store)))
-        admin = await _listen(
-            self.config.admin, self.admin, self.config.limits, self.admin_connections
-        )
+        admin = await self._listen_admin()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        log.info(
-            "started",
-            version=gateway.__version__,
-            port=_port(public),
-            admin_port=_port(admin),
-            config=redacted(self.config),
-        )
+        if self.worker is not None:  # the supervisor logged the config
+            log.info(
+                "worker_started",
+                pid=os.getpid(),
+                port=_port(public),
+                admin_socket=self.worker.admin_socket,
+                consumer=self.config.forwarder.consumer,
+            )
+        else:
+            log.info(
+                "started",
+                version=gateway.__version__,
+                port=_port(public),
+                admin_port=_port(admin),
+                config=redacted(self.config),
+            )
+            warn_of_stranded_spools(self.config.data_dir, self.config.workers)
         if self.spooling is not None:
             self.spooling.start()
         await self._check_store()
@@ -137,6 +170,18 @@ class Gateway:
         log.info("stopped")
         return 0
 
+    async def _listen_admin(self) -> asyncio.Server:
+        if self.worker is None:
+            return await _listen(
+                self.config.admin, self.admin, self.config.limits, self.admin_connections
+            )
+        path = self.worker.admin_socket
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by this worker's predecessor
+        return await asyncio.get_running_loop().create_unix_server(
+            lambda: HttpProtocol(self.admin, self.config.limits, self.admin_connections), path
+        )
+
     def _on_signal(self, signum: int) -> None:
         if self.stopping.is_set():
             log.warning("second_signal_closing_now", signal=signal.Signals(signum).name)
@@ -144,6 +189,12 @@ class Gateway:
             return
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
         self.stopping.set()
+
+    def stop(self, reason: str) -> None:
+        """Shut down as on a first signal (a worker whose supervisor is gone)."""
+        if not self.stopping.is_set():
+            log.warning("shutdown_requested", reason=reason)
+            self.stopping.set()
 
     async def _check_store(self) -> None:
         try:
@@ -206,6 +257,7 @@ async def _listen(
     limits: Limits,
     connections: Connections,
     tls: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
@@ -215,6 +267,7 @@ async def _listen(
         backlog=2048,
         ssl=tls,
         ssl_handshake_timeout=limits.header_timeout if tls is not None else None,
+        reuse_port=reuse_port or None,
     )
 
 

@@ -83,6 +83,7 @@ DEFAULTS = Config(
     data_dir="./data",
     log_level="info",
     forwarder=ForwarderConfig(enabled=True, visibility_timeout=60.0, batch=100, consumer=""),
+    workers=1,
 )
 
 DELETE: Any = object()
@@ -315,6 +316,11 @@ ROUTE = {"source": "inbox", "targets": ["app"]}
             'store.partitions: expected an integer 1-1024, got "2000"',
         ),
         ({"limits": {"max_pipelined": 0}}, "limits.max_pipelined: expected an integer >= 1, got 0"),
+        ({"workers": 0}, "workers: expected an integer 1-64, got 0"),
+        (
+            {"workers": 2, "store": {"url": "sqlite:///data/gateway.db"}},
+            "workers: the SQLite store supports one process only; use workers: 1 or a Redis store",
+        ),
         (
             {"store": {"spool": {"wait_for_redis": "2s"}}},
             "store.spool.wait_for_redis: must be shorter than store.admit_deadline (2s)",

@@ -1,0 +1,415 @@
+"""`workers: N > 1`: a supervisor and N gateway processes on one port.
+
+The process started (`webhook-gateway run`) becomes a small supervisor, on
+the standard asyncio loop, with none of the I/O stack. It:
+
+- binds the public port with SO_REUSEPORT without listening on it, for as
+  long as it runs: a port another program holds fails the start (exit 1) as
+  with one process, no other program can take the port while a worker
+  restarts, and port 0 is resolved once for every worker;
+- starts the workers: `python -m gateway run --worker I`, each in its own
+  process group (a terminal's Ctrl-C reaches the supervisor only, which
+  passes it on once), with the config pickled on its stdin (a worker
+  restarted later runs the very config its siblings run, even if the file
+  changed since), PROMETHEUS_MULTIPROC_DIR set to a fresh directory of its
+  own. The supervisor keeps that stdin pipe open: its end-of-file tells the
+  worker that the supervisor is gone (even by kill -9), and the worker then
+  drains and exits as on SIGTERM. Each worker is a whole gateway
+  (gateway.service): it listens on the port with SO_REUSEPORT (the kernel
+  spreads connections over the workers), admits in its own batcher, delivers
+  as forwarder consumer "<name>-w<i>" (stable across its restarts, distinct
+  from its siblings) and spools into its own file (`spool_file`);
+- serves the admin listener: /metrics merges the workers' multiprocess files
+  (gateway.metrics.WorkersMetrics), /healthz answers while the supervisor
+  runs (it restarts workers itself), /readyz is 200 only when every worker's
+  own /readyz is (asked over the worker's private unix socket), 503 naming
+  the first worker that is not, and 503 from the first signal on;
+- restarts a worker that exits unexpectedly, after 0.5 s doubling to 30 s
+  while it keeps dying quickly (back to 0.5 s once it ran a minute), logging
+  `worker_exited` and counting webhook_gateway_worker_restarts_total. A
+  worker that exits before it ever answered is a start failure: the
+  supervisor stops the others and exits 1;
+- on SIGTERM/SIGINT passes the signal to every worker, each drains as one
+  gateway does, and exits 0 once all have exited 0 (a second signal is passed
+  on too: the workers stop waiting). A worker still running after
+  shutdown_grace + 10 s is killed (exit 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import structlog
+import uvloop
+
+import gateway
+from gateway import replies
+from gateway.admin import READY, AdminRouter, ask
+from gateway.config import Config, Listen, redacted
+from gateway.connections import Connections
+from gateway.logs import configure
+from gateway.metrics import WorkersMetrics
+from gateway.protocol import HttpProtocol
+from gateway.replies import Reply
+
+log = structlog.get_logger("gateway.supervisor")
+
+SPOOL_FILE = "spool.db"  # under data_dir
+_RUNTIME_PREFIX = "webhook-gateway-"  # + the supervisor's pid: sockets and metrics files
+_RESTART_FIRST = 0.5  # seconds before restarting a worker that exited
+_RESTART_MAX = 30.0  # the delay doubles up to this while a worker keeps exiting quickly
+_STABLE = 60.0  # a worker that ran this long is restarted after _RESTART_FIRST again
+_STOP_MARGIN = 10.0  # beyond shutdown_grace: a worker closes its store and spool after it
+_KILL_WAIT = 5.0
+_POLL = 0.02  # seconds between asks of a starting worker
+_ADMIN_CONNECTIONS = 64  # probes and scrapes only
+_CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)  # a signal before its handlers: idle
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What a worker gets from its supervisor, pickled on its stdin."""
+
+    config: Config
+    runtime_dir: str  # the admin sockets, and the metrics files under metrics/
+
+
+def spool_file(worker: int | None) -> str:
+    """The spool's file name under data_dir: worker 0 keeps the single process's
+    (a switch from workers: 1 to N still drains it), worker i has spool-w<i>.db."""
+    return SPOOL_FILE if not worker else f"spool-w{worker}.db"
+
+
+def admin_socket(runtime_dir: str, index: int) -> str:
+    return os.path.join(runtime_dir, f"worker-{index}.sock")
+
+
+def warn_of_stranded_spools(data_dir: str, workers: int) -> None:
+    """Log the spool files of workers beyond `workers` (left by a run with more
+    of them) that still hold undelivered events: no running worker drains them."""
+    for index in range(max(workers, 1), 65):
+        path = Path(data_dir) / spool_file(index)
+        if not path.exists():
+            continue
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+                events = int(db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
+        except sqlite3.Error as exc:
+            log.warning("spool_unreadable", spool=str(path), error=str(exc))
+            continue
+        if events:
+            detail = f"left by worker {index}: run with workers >= {index + 1} to deliver them"
+            log.warning("spool_not_drained", spool=str(path), events=events, detail=detail)
+
+
+# -- a worker -------------------------------------------------------------------
+
+
+def worker_main(index: int) -> int:
+    """`webhook-gateway run --worker I`: started by the supervisor only."""
+    if sys.stdin.isatty():
+        print("webhook-gateway: --worker is for the supervisor (workers: N)", file=sys.stderr)
+        return 2
+    try:
+        spec = pickle.load(sys.stdin.buffer)  # from our own parent, never from a file
+    except (EOFError, pickle.UnpicklingError):
+        return 2  # the supervisor died before it sent the config
+    configure(spec.config.log_level)
+    structlog.contextvars.bind_contextvars(worker=index)  # on every line it logs
+    from gateway.service import Gateway, WorkerRole  # the I/O stack, in workers only
+
+    worker = Gateway(spec.config, WorkerRole(index, admin_socket(spec.runtime_dir, index)))
+
+    async def run() -> int:
+        _stop_when_orphaned(worker.stop)
+        return await worker.run()
+
+    try:
+        return uvloop.run(run())
+    except OSError as exc:
+        log.error("cannot_start", error=str(exc))
+        return 1
+    except KeyboardInterrupt:  # a signal before the loop installed its handlers
+        return 0
+
+
+def _stop_when_orphaned(stop: Callable[[str], None]) -> None:
+    """Stdin is a pipe the supervisor holds open and never writes to after the
+    spec: its end-of-file means the supervisor is gone. (Not PR_SET_PDEATHSIG:
+    it fires once per exiting thread of the parent, and a second signal would
+    skip the drain.)"""
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            if os.read(0, 4096):
+                return  # nothing is ever sent; ignore it
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        loop.remove_reader(0)
+        stop("supervisor_gone")
+
+    loop.add_reader(0, readable)
+
+
+# -- the supervisor ---------------------------------------------------------------
+
+
+def supervise(config: Config) -> int:
+    try:
+        return asyncio.run(Supervisor(config).run())
+    except OSError as exc:
+        log.error("cannot_start", error=str(exc))
+        return 1
+    except KeyboardInterrupt:  # a signal before the loop installed its handlers
+        return 0
+
+
+class _Worker:
+    def __init__(self, index: int, socket_path: str) -> None:
+        self.index = index
+        self.socket = socket_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started = False  # answered /healthz once: later exits are restarted
+        self.final: int | None = None  # its exit code once the supervisor stopped it
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        _remove_stale_runtime_dirs()
+        self.runtime_dir = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
+        self.metrics_dir = os.path.join(self.runtime_dir, "metrics")
+        os.mkdir(self.metrics_dir)
+        self.workers = [
+            _Worker(i, admin_socket(self.runtime_dir, i)) for i in range(config.workers)
+        ]
+        self.metrics = WorkersMetrics(self.metrics_dir, self._pids)
+        for worker in self.workers:
+            self.metrics.restarts.labels(str(worker.index))  # shows 0 from the start
+        self.stopping = asyncio.Event()
+        self.admin = AdminRouter(self.metrics.exposition, self._readiness, self.stopping.is_set)
+        self.failed = False  # a worker could not start
+        self._spec = b""
+
+    def _pids(self) -> dict[str, int]:
+        return {str(w.index): w.proc.pid for w in self.workers if w.proc and w.running()}
+
+    async def run(self) -> int:
+        try:
+            reserved = _reserve(self.config.listen)
+            try:
+                return await self._run(reserved[0].getsockname()[1])
+            finally:
+                for sock in reserved:
+                    sock.close()
+        finally:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    async def _run(self, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        config = replace(self.config, listen=replace(self.config.listen, port=port))
+        self._spec = pickle.dumps(WorkerSpec(config, self.runtime_dir))
+        connections = Connections(_ADMIN_CONNECTIONS)
+        admin = await loop.create_server(
+            lambda: HttpProtocol(self.admin, config.limits, connections),
+            config.admin.host,
+            config.admin.port,
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        log.info(
+            "started",
+            version=gateway.__version__,
+            port=port,
+            admin_port=int(admin.sockets[0].getsockname()[1]),
+            workers=len(self.workers),
+            config=redacted(self.config),
+        )
+        warn_of_stranded_spools(config.data_dir, len(self.workers))
+        tasks = [loop.create_task(self._keep_running(w)) for w in self.workers]
+        await self.stopping.wait()
+        await self._wait_for_exits(tasks)
+        admin.close()
+        connections.close_all()
+        finals = {str(w.index): w.final for w in self.workers if w.final is not None}
+        clean = not self.failed and all(code in _CLEAN_EXITS for code in finals.values())
+        if clean:
+            log.info("stopped", workers=finals)
+            return 0
+        log.error("stopped", workers=finals)
+        return 1
+
+    # -- one worker's life ----------------------------------------------------
+
+    async def _keep_running(self, worker: _Worker) -> None:
+        delay = _RESTART_FIRST
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            code = await self._run_once(worker)
+            if self.stopping.is_set():
+                worker.final = code
+                return
+            if not worker.started:
+                log.error("worker_failed_to_start", worker=worker.index, exit=_exit(code))
+                self.failed = True
+                self._stop(signal.SIGTERM)
+                return
+            if time.monotonic() - began >= _STABLE:
+                delay = _RESTART_FIRST
+            log.error("worker_exited", worker=worker.index, exit=_exit(code), restart_in=delay)
+            self.metrics.restarts.labels(str(worker.index)).inc()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
+            delay = min(delay * 2, _RESTART_MAX)
+
+    async def _run_once(self, worker: _Worker) -> int | None:
+        """Start the worker and wait for its exit: its code (None: no start)."""
+        try:
+            proc = await self._spawn(worker)
+        except OSError as exc:
+            log.error("worker_spawn_failed", worker=worker.index, error=str(exc))
+            return None
+        exited = asyncio.ensure_future(proc.wait())
+        while not worker.started and not exited.done():
+            status, _ = await ask(worker.socket, "/healthz")
+            worker.started = status == 200
+            if not worker.started:
+                await asyncio.wait([exited], timeout=_POLL)
+        code = await exited
+        self.metrics.worker_exited(proc.pid)
+        return code
+
+    async def _spawn(self, worker: _Worker) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gateway", "run", "--worker", str(worker.index)),
+            stdin=asyncio.subprocess.PIPE,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir},
+            process_group=0,
+        )
+        worker.proc = proc
+        assert proc.stdin is not None
+        proc.stdin.write(self._spec)  # and kept open: see _stop_when_orphaned
+        with contextlib.suppress(ConnectionError):  # it died at once: its exit tells
+            await proc.stdin.drain()
+        if self.stopping.is_set():  # the signal came while it was being started
+            _send(proc, signal.SIGTERM)
+        return proc
+
+    # -- stopping ---------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping.is_set():
+            log.warning("second_signal_closing_now", signal=name)
+        else:
+            log.info("shutdown_requested", signal=name)
+        self._stop(signum)
+
+    def _stop(self, signum: int) -> None:
+        self.stopping.set()
+        for worker in self.workers:
+            if worker.proc is not None and worker.running():
+                _send(worker.proc, signum)
+
+    async def _wait_for_exits(self, tasks: list[asyncio.Task[None]]) -> None:
+        grace = self.config.shutdown_grace + _STOP_MARGIN
+        _, late = await asyncio.wait(tasks, timeout=grace)
+        if not late:
+            return
+        for worker in self.workers:
+            if worker.proc is not None and worker.running():
+                log.error("worker_stop_timeout", worker=worker.index, seconds=grace)
+                _send(worker.proc, signal.SIGKILL)
+        await asyncio.wait(late, timeout=_KILL_WAIT)
+
+    # -- readiness --------------------------------------------------------------
+
+    async def _readiness(self) -> Reply:
+        problems = await asyncio.gather(*(self._not_ready(w) for w in self.workers))
+        reasons = [problem for problem in problems if problem]
+        if not reasons:
+            return READY
+        return replies.problem(503, "worker_not_ready", "; ".join(reasons))
+
+    async def _not_ready(self, worker: _Worker) -> str:
+        if not worker.running():
+            return f"worker {worker.index}: not running"
+        status, error = await ask(worker.socket, "/readyz")
+        return "" if status == 200 else f"worker {worker.index}: {error or 'no answer'}"
+
+
+def _send(proc: asyncio.subprocess.Process, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signum)
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "not started"
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
+
+
+def _remove_stale_runtime_dirs() -> None:
+    """Runtime directories of supervisors that died without cleaning up (kill -9):
+    their pid is gone, or is ours (a container's PID 1 again, after a restart)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_RUNTIME_PREFIX}*-*"):
+        pid = path.name[len(_RUNTIME_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not path.is_dir():
+            continue
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # a live gateway's
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # another user's live process
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _reserve(where: Listen) -> list[socket.socket]:
+    """The public port bound with SO_REUSEPORT, not listening: the workers bind
+    it beside these sockets (the kernel spreads connections over the listening
+    ones only)."""
+    infos = socket.getaddrinfo(
+        where.host or None, where.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    port = where.port
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:  # as asyncio's create_server does
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = int(sock.getsockname()[1])  # port 0: the one the first bind got
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
