@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from benchmarks.children import Child, ChildFailed, Children, free_ports, wait_for
+from benchmarks.children import Child, ChildFailed, Children, free_ports, wait_for, wait_until
 from benchmarks.machine import Pinning
 from benchmarks.report import Scenario, ScenarioOutcome
 from benchmarks.systems import REPO, Launch, System, http_ok, resolve
@@ -32,6 +33,8 @@ class Bench:
     workdir: Path
     store_url: str
     duration_s: int
+    warmup_s: int = 1  # per system, before its first scenario; 0: none
+    retries: int = 0  # extra attempts at a scenario disturbed by other processes
 
 
 def start_redis(children: Children, pinning: Pinning, workdir: Path) -> str:
@@ -91,10 +94,12 @@ def start_launch(bench: Bench, launch: Launch, label: str, *, on_load_cpus: bool
     not the system under test); return once its ready URL answers 200."""
     pin = bench.pinning.load if on_load_cpus else bench.pinning.server
     argv = pin(launch.argv)
+    started = time.monotonic()
     child = bench.children.start(label, argv, env=launch.env, cwd=REPO)
     try:
         ready = f"ready ({launch.ready_url} answering 200)"
-        wait_for(lambda: http_ok(launch.ready_url), child, READY_TIMEOUT_S, ready)
+        ready_at = wait_until(lambda: http_ok(launch.ready_url), [child], READY_TIMEOUT_S, ready)
+        child.ready_s = ready_at - started
     except ChildFailed as exc:
         bench.children.stop(child)
         raise ChildFailed(f"{exc}\n--- its last output:\n{child.log_tail()}") from None
@@ -108,12 +113,21 @@ def start_system(bench: Bench, system: System) -> tuple[Launch, Child]:
 
 
 def run_wrk(
-    bench: Bench, label: str, scenario: Scenario, url: str, duration_s: int
+    bench: Bench,
+    label: str,
+    scenario: Scenario,
+    url: str,
+    duration_s: int,
+    rate: float | None = None,
 ) -> ScenarioOutcome:
-    argv = ["wrk", f"-t{scenario.threads}", f"-c{scenario.connections}", f"-d{duration_s}s"]
+    """wrk on the load CPUs; its script's settings go through `env` in the argv itself,
+    so the argv recorded in the report is the whole command."""
+    env = [f"{name}={value}" for name, value in scenario.wrk_env(rate).items()]
+    argv = ["env", *env] if env else []
+    argv += ["wrk", f"-t{scenario.threads}", f"-c{scenario.connections}", f"-d{duration_s}s"]
     argv += ["--latency", "-s", str(WRK_DIR / scenario.script), url]
     argv = bench.pinning.load(argv)
-    outcome = ScenarioOutcome(scenario.name, argv, output="")
+    outcome = ScenarioOutcome(scenario.name, argv, output="", target_rps=rate)
     try:
         child = bench.children.start(f"wrk-{label}", argv)
     except ChildFailed as exc:

@@ -33,6 +33,7 @@ class Child:
     argv: list[str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    ready_s: float | None = None  # from exec to ready, for the children waited for
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
@@ -52,6 +53,17 @@ class Child:
         # utime and stime are fields 14 and 15 of proc(5), in clock ticks.
         fields = stat.rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def rss_mb(self) -> float | None:
+        """Resident memory of the process now, in MiB; None once gone."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -132,6 +144,10 @@ class Children:
         # The leader is gone; anything it left behind in its group goes too.
         _signal_group(child, signal.SIGKILL)
         return child.process.returncode
+
+    def sessions(self) -> set[int]:
+        """The session ids of the running children (each leads its own session)."""
+        return {child.process.pid for child in self._running}
 
     def stop_all(self) -> None:
         for child in reversed(list(self._running)):

@@ -9,7 +9,8 @@ CPUs) and, for the gateway, an empty store:
 - drain: `events` queued beforehand through the gateway's own admit script; then the
   gateway starts with the forwarder on. Measured from /readyz answering 200 until the
   sink has counted them all and the queue is empty.
-- e2e: wrk posts fresh keys to the gateway (forwarder on) for `duration_s`, then the
+- e2e: wrk posts fresh keys to the gateway (forwarder on) for `duration_s`, with the
+  ingest scenarios' 1 KiB bodies (so it compares with their bare row), then the
   backlog drains; delivered/s = sink count / (wrk's duration + drain time).
 """
 
@@ -43,6 +44,7 @@ SCENARIOS = ("drain", "e2e")
 DEFAULT_EVENTS = 100_000
 SMOKE_EVENTS = 2_000
 CONNECTIONS = 64
+E2E_PAYLOAD = 1024  # bytes per body, as in the ingest scenarios
 WARMUP_S = 1
 # Generous: a healthy gateway drains 100k events in seconds; a stuck one fails the row.
 DRAIN_TIMEOUT_BASE_S = 60.0
@@ -239,7 +241,8 @@ def _run_e2e(
     outcome: DeliveryOutcome,
 ) -> None:
     watched = [gateway, sink.child]
-    scenario = Scenario("e2e", connections=plan.connections, threads=bench.pinning.wrk_threads)
+    threads = bench.pinning.wrk_threads
+    scenario = Scenario("e2e", plan.connections, threads, payload=E2E_PAYLOAD)
     warmup = run_wrk(bench, "gateway-e2e-warmup", scenario, launch.target_url, WARMUP_S)
     outcome.facts["warmup"] = _wrk_facts(warmup)
     _wait_drained(_emptied(backlog), watched, plan, backlog, sink, "drained the warm-up")
@@ -322,13 +325,14 @@ class _Watch:
 
     def __init__(self, bench: Bench, gateway: Child, sink: Sink) -> None:
         self.started = time.monotonic()
-        self._cpu = CpuWatch(gateway.cpu_seconds, bench.pinning)
+        self._cpu = CpuWatch(gateway.cpu_seconds, bench.pinning, bench.children.sessions)
         self._sink = sink
         self._sink_start = sink.cpu_seconds()
 
     def record(self, outcome: DeliveryOutcome, seconds: float) -> None:
         outcome.sender_cpu = self._cpu.server_share()
         outcome.load_cpu = self._cpu.load_share()
+        outcome.other_cpu = self._cpu.other_share()
         sink_cpu = _delta(self._sink.cpu_seconds(), self._sink_start)
         outcome.sink_cpu = _share(sink_cpu, seconds)
 

@@ -15,6 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# What the systems run on, recorded with every run.
+PACKAGES = ("uvloop", "httptools", "redis", "hiredis", "fastapi", "uvicorn", "aiohttp")
+
 
 @dataclass(frozen=True, slots=True)
 class Pinning:
@@ -61,8 +64,9 @@ def plan_pinning(cpus: Collection[int], have_taskset: bool) -> Pinning:
         return Pinning((), (), len(ordered), "not pinned: taskset not found")
     server, load = ordered[:1], ordered[1:]
     note = (
-        f"server under test (bare server, gateway, bare client) on CPU {_cpu_list(server)};"
-        f" wrk, redis and the sink on CPU {_cpu_list(load)} (taskset)"
+        f"server under test (every system in turn: the bare servers, the frameworks, the"
+        f" gateway; the bare client) on CPU {_cpu_list(server)}; wrk, redis and the sink on"
+        f" CPU {_cpu_list(load)} (taskset)"
     )
     return Pinning(server, load, len(ordered), note)
 
@@ -78,20 +82,44 @@ def this_machine_pinning() -> Pinning:
 
 class CpuWatch:
     """CPU used during one measurement, as shares of a core: by the server process,
-    and on the load CPUs (wrk and Redis, and anything else that ran there).
+    on the load CPUs (wrk and Redis, and anything else that ran there), and by
+    processes that are not ours at all (`ours`: the session ids of our children).
 
     A server well under 100% while the load CPUs are saturated was not the limit;
-    either number off its usual value means something else competed for the CPU.
+    either number off its usual value means something else competed for the CPU,
+    and `other_share` says how much of it came from outside the run.
     """
 
-    __slots__ = ("_load_cpus", "_load_start", "_server", "_server_start", "_start")
+    __slots__ = (
+        "_load_cpus",
+        "_load_start",
+        "_others_start",
+        "_ours",
+        "_server",
+        "_server_start",
+        "_start",
+    )
 
-    def __init__(self, server_cpu_seconds: Callable[[], float | None], pinning: Pinning) -> None:
+    def __init__(
+        self,
+        server_cpu_seconds: Callable[[], float | None],
+        pinning: Pinning,
+        ours: Callable[[], Collection[int]] = frozenset,
+    ) -> None:
         self._server = server_cpu_seconds
         self._load_cpus = pinning.load_cpus
+        self._ours = ours
         self._start = time.monotonic()
         self._server_start = server_cpu_seconds()
         self._load_start = cpu_ticks(self._load_cpus)
+        self._others_start = foreign_cpu_seconds(ours())
+
+    def other_share(self) -> float:
+        """Share of a core used by processes outside the run (at least: a process that
+        started and ended within the interval is not seen)."""
+        now = foreign_cpu_seconds(self._ours())
+        used = sum(max(0.0, cpu - self._others_start.get(pid, 0.0)) for pid, cpu in now.items())
+        return round(used / (time.monotonic() - self._start), 3)
 
     def server_share(self) -> float | None:
         now = self._server()
@@ -109,6 +137,30 @@ class CpuWatch:
         return round((busy - busy_start) / elapsed, 3) if elapsed else None
 
 
+def foreign_cpu_seconds(ours: Collection[int]) -> dict[int, float]:
+    """CPU seconds so far of every user-space process outside the sessions `ours`
+    and other than this one: what else is running on the machine."""
+    found = {}
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        # After the parenthesised name: state ppid pgrp session ... utime(14) stime(15).
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == KTHREADD or int(entry.name) == KTHREADD or int(fields[3]) in ours:
+            continue  # kernel threads work for everyone, us included
+        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return found
+
+
+KTHREADD = 2  # the parent of every kernel thread
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def cpu_ticks(cpus: Collection[int]) -> tuple[int, int]:
     """(busy, total) clock ticks of these CPUs since boot, from /proc/stat."""
     busy = total = 0
@@ -121,7 +173,18 @@ def cpu_ticks(cpus: Collection[int]) -> tuple[int, int]:
     return busy, total
 
 
-def machine_facts(pinning: Pinning) -> dict[str, Any]:
+def busy_share(cpus: Collection[int], seconds: float) -> float | None:
+    """How busy these CPUs were over the next `seconds` (0-1), by whatever ran there.
+
+    Taken before a run: a machine that is not idle then (other tests, another
+    benchmark) makes every number of the run lower and noisier than it should be."""
+    busy_start, total_start = cpu_ticks(cpus)
+    time.sleep(seconds)
+    busy, total = cpu_ticks(cpus)
+    return round((busy - busy_start) / (total - total_start), 3) if total > total_start else None
+
+
+def machine_facts(pinning: Pinning, busy_before: float | None = None) -> dict[str, Any]:
     return {
         "nproc": pinning.nproc,
         "cpu_model": _cpu_model(),
@@ -129,13 +192,14 @@ def machine_facts(pinning: Pinning) -> dict[str, Any]:
         "python": platform.python_version(),
         "redis": _version(["redis-server", "--version"], r"v=(\S+)"),
         "wrk": _version(["wrk", "--version"], r"^wrk (\S+)"),
-        "packages": {name: _package_version(name) for name in ("uvloop", "httptools", "redis")},
+        "packages": {name: _package_version(name) for name in PACKAGES},
         "pinning": {
             "pinned": pinning.pinned,
             "server_cpus": list(pinning.server_cpus),
             "load_cpus": list(pinning.load_cpus),
             "note": pinning.note,
         },
+        "busy_before": busy_before,
         "executable": sys.executable,
     }
 

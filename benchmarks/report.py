@@ -9,16 +9,40 @@ from typing import Any
 from benchmarks.wrkout import WrkResult
 
 BASELINE = "bare"
+# The ratio columns of the ingest table: req/s relative to these systems, same scenario.
+RATIO_BASELINES = (("bare", "vs bare"), ("bare_admit", "vs bare+admit"), ("fastapi", "vs FastAPI"))
+# A paced run that reached less than this share of its target rate did not measure
+# latency at that rate.
+RATE_TOLERANCE = 0.9
+# Processes outside the run using more than this share of a core during a measurement
+# (other tests, another benchmark) make it not comparable.
+OTHER_CPU_LIMIT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One load shape. `threads=None`: as many wrk threads as the load cores support."""
+    """One load shape. `threads=None`: as many wrk threads as the load cores support.
+
+    `payload`: every body padded to exactly this many bytes (WRK_PAD_TO); None sends
+    the seed as is. `rate_of`: paced (WRK_RATE) at `rate_share` of the req/s the same
+    system reached in that earlier scenario of the run.
+    """
 
     name: str
     connections: int
     threads: int | None
     script: str = "post_fresh_key.lua"
+    payload: int | None = None
+    rate_of: str | None = None
+    rate_share: float = 0.5
+    about: str = ""
+
+    def wrk_env(self, rate: float | None) -> dict[str, str]:
+        """The wrk script's environment for this scenario (at `rate` req/s if paced)."""
+        env = {} if self.payload is None else {"WRK_PAD_TO": str(self.payload)}
+        if rate is not None:
+            env |= {"WRK_RATE": f"{rate:.0f}", "WRK_THREADS": str(self.threads or 1)}
+        return env
 
 
 @dataclass(slots=True)
@@ -32,6 +56,11 @@ class ScenarioOutcome:
     # under load (see machine.CpuWatch): they say whether the server was the limit.
     server_cpu: float | None = None
     load_cpu: float | None = None
+    other_cpu: float | None = None  # processes outside the run (machine.CpuWatch)
+    target_rps: float | None = None  # the pace of a paced scenario
+    store_keys: int | None = None  # keys in Redis after the scenario (it starts empty)
+    rss_mb: float | None = None  # the server's resident memory after the scenario
+    attempts: int = 1  # measurements made; the one kept was the least disturbed
 
     @property
     def usable(self) -> bool:
@@ -51,6 +80,10 @@ class ScenarioOutcome:
                 f"{errors.total} socket errors (connect {errors.connect}, read {errors.read},"
                 f" write {errors.write}, timeout {errors.timeout})"
             )
+        if self.other_cpu is not None and self.other_cpu > OTHER_CPU_LIMIT:
+            flags.append(f"other processes used {self.other_cpu:.0%} of a core")
+        if self.target_rps and result.rps < RATE_TOLERANCE * self.target_rps:
+            flags.append(f"reached {result.rps:,.0f} of the {self.target_rps:,.0f} req/s paced")
         return flags
 
 
@@ -61,9 +94,7 @@ class SystemOutcome:
     argv: list[str] = field(default_factory=list)
     scenarios: list[ScenarioOutcome] = field(default_factory=list)
     error: str | None = None
-    # Keys in Redis after the run: for a system that stores, a cross-check that its
-    # 200s were admitted events (about one dedup key per request with fresh keys).
-    store_keys: int | None = None
+    ready_s: float | None = None  # from exec to its ready URL answering 200
 
     @property
     def usable(self) -> bool:
@@ -75,6 +106,13 @@ def scenario_json(outcome: ScenarioOutcome) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "server_cpu": outcome.server_cpu,
         "load_cpu": outcome.load_cpu,
+        "other_cpu": outcome.other_cpu,
+        "target_rps": _rounded(outcome.target_rps, 1),
+        # Keys in Redis after the scenario: for a system that stores, a cross-check that
+        # its 200s were admitted (one marker per fresh key, plus its stream).
+        "store_keys": outcome.store_keys,
+        "rss_mb": outcome.rss_mb,
+        "attempts": outcome.attempts,
         "wrk_argv": outcome.wrk_argv,
         "flags": outcome.flags(),
     }
@@ -120,6 +158,7 @@ class DeliveryOutcome:
     sender_cpu: float | None = None
     sink_cpu: float | None = None
     load_cpu: float | None = None
+    other_cpu: float | None = None  # processes outside the run (machine.CpuWatch)
     facts: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     error: str | None = None
@@ -136,7 +175,10 @@ class DeliveryOutcome:
 
     def flags(self) -> list[str]:
         """Why this is not a clean measurement; empty when it is."""
-        return ([f"failed: {self.error}"] if self.error else []) + self.problems
+        flags = ([f"failed: {self.error}"] if self.error else []) + self.problems
+        if self.other_cpu is not None and self.other_cpu > OTHER_CPU_LIMIT:
+            flags.append(f"other processes used {self.other_cpu:.0%} of a core")
+        return flags
 
 
 def delivery_json(outcome: DeliveryOutcome) -> dict[str, Any]:
@@ -152,6 +194,7 @@ def delivery_json(outcome: DeliveryOutcome) -> dict[str, Any]:
         "sender_cpu": outcome.sender_cpu,
         "sink_cpu": outcome.sink_cpu,
         "load_cpu": outcome.load_cpu,
+        "other_cpu": outcome.other_cpu,
         "usable": outcome.usable,
         "flags": outcome.flags(),
         "error": outcome.error,
@@ -173,11 +216,19 @@ def document(
     delivery: Sequence[DeliveryOutcome] = (),
     delivery_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    doc = {
         "run": run,
         "machine": machine,
         "scenarios": {
-            s.name: {"connections": s.connections, "threads": s.threads, "script": s.script}
+            s.name: {
+                "connections": s.connections,
+                "threads": s.threads,
+                "script": s.script,
+                "payload": s.payload,
+                "rate_of": s.rate_of,
+                "rate_share": s.rate_share if s.rate_of else None,
+                "about": s.about,
+            }
             for s in scenarios
         },
         "systems": {
@@ -186,7 +237,7 @@ def document(
                 "argv": o.argv,
                 "usable": o.usable,
                 "error": o.error,
-                "store_keys": o.store_keys,
+                "ready_s": _rounded(o.ready_s),
                 "scenarios": {s.scenario: scenario_json(s) for s in o.scenarios},
             }
             for o in outcomes
@@ -196,19 +247,234 @@ def document(
             "results": {o.scenario: delivery_json(o) for o in delivery},
         },
     }
+    doc["targets"] = targets(doc)
+    return doc
 
+
+# -- the issue's targets, as ratios of this run's own measurements ----------------------
+
+GATEWAY = "gateway"
+THROUGHPUT, LATENCY_C1, LATENCY_HALF = "throughput", "latency_c1", "latency_half"
+
+
+@dataclass(frozen=True, slots=True)
+class _Num:
+    """One measured number, where it came from, and whether its run was clean."""
+
+    value: float
+    label: str
+    clean: bool
+
+
+def _ingest(doc: dict[str, Any], system: str, scenario: str, key: str) -> _Num | None:
+    s = doc["systems"].get(system, {}).get("scenarios", {}).get(scenario)
+    if not s or s.get(key) is None:
+        return None
+    return _Num(float(s[key]), f"{system} {scenario}", not s["flags"])
+
+
+def _delivered(doc: dict[str, Any], scenario: str, key: str = "rps") -> _Num | None:
+    r = doc.get("delivery", {}).get("results", {}).get(scenario)
+    if not r or r.get(key) is None:
+        return None
+    return _Num(float(r[key]), f"{r['system']} {scenario}", not r["flags"])
+
+
+def _target(
+    measure: str,
+    goal: str,
+    value: float | None,
+    met: bool | None,
+    basis: str,
+    inputs: Sequence[_Num | None],
+) -> dict[str, Any]:
+    clean = all(n is not None and n.clean for n in inputs)
+    return {
+        "measure": measure,
+        "target": goal,
+        "value": _rounded(value),
+        "met": met,
+        "basis": basis,
+        "clean": clean if inputs else None,
+    }
+
+
+def _ratio_target(
+    measure: str, bound: float, num: _Num | None, den: _Num | None, unit: str, *, at_most: bool
+) -> dict[str, Any]:
+    goal = f"{'≤' if at_most else '≥'} {bound:g}x"
+    if num is None or den is None or not den.value:
+        return _target(measure, goal, None, None, "not measured in this run", [num, den])
+    ratio = num.value / den.value
+    basis = f"{num.label} {num.value:,.0f} / {den.label} {den.value:,.0f} {unit}"
+    met = ratio <= bound if at_most else ratio >= bound
+    return _target(measure, goal, ratio, met, basis, [num, den])
+
+
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 6's target table, each row computed from this run only (None: not measured)."""
+    rps = {name: _ingest(doc, name, THROUGHPUT, "rps") for name in (GATEWAY, *_BASES)}
+    rows = [
+        _ratio_target(
+            f"ingest-only acked req/s vs {label}",
+            bound,
+            rps[GATEWAY],
+            rps[name],
+            "req/s",
+            at_most=False,
+        )
+        for name, label, bound in (
+            ("bare", "bare", 0.45),
+            ("bare_admit", "bare + admit", 1.0),
+            ("fastapi", "FastAPI", 10.0),
+        )
+    ]
+    rows.append(
+        _ratio_target(
+            "end to end delivered/s (load + drain) vs bare",
+            0.25,
+            _delivered(doc, "e2e"),
+            rps["bare"],
+            "/s",
+            at_most=False,
+        )
+    )
+    drain = _delivered(doc, "e2e", "drain_s")
+    rows.append(
+        _target(
+            "backlog back to 0 after the load stops",
+            "≤ 2 s",
+            None if drain is None else drain.value,
+            None if drain is None else drain.value <= 2.0,
+            "not measured in this run" if drain is None else f"{drain.value:.2f} s (gateway e2e)",
+            [drain],
+        )
+    )
+    rows.append(
+        _ratio_target(
+            "p50 ack latency, 1 connection, vs bare + one awaited Redis call",
+            1.3,
+            _ingest(doc, GATEWAY, LATENCY_C1, "p50_us"),
+            _ingest(doc, "bare_call", LATENCY_C1, "p50_us"),
+            "µs",
+            at_most=True,
+        )
+    )
+    p99 = _ingest(doc, GATEWAY, LATENCY_HALF, "p99_us")
+    rows.append(
+        _target(
+            "p99 ack latency at half the maximum rate (ms)",
+            "≤ 1 ms",
+            None if p99 is None else p99.value / 1000,
+            None if p99 is None else p99.value <= 1000,
+            "not measured in this run" if p99 is None else f"{p99.label} {p99.value:,.0f} µs",
+            [p99],
+        )
+    )
+    rows.append(
+        _ratio_target(
+            "forwarder draining a pre-filled stream vs a bare httptools client",
+            0.5,
+            _delivered(doc, "drain"),
+            _delivered(doc, "post"),
+            "events/s",
+            at_most=False,
+        )
+    )
+    ready = doc["systems"].get(GATEWAY, {}).get("ready_s")
+    rows.append(
+        _target(
+            "exec to /readyz 200",
+            "≤ 1 s",
+            ready,
+            None if ready is None else ready <= 1.0,
+            "not measured in this run"
+            if ready is None
+            else f"{ready:.2f} s (gateway, ingest config; polled every 20 ms)",
+            [],
+        )
+    )
+    rows.append(_rss_row(doc))
+    rows.append(
+        _target(
+            "2 workers vs 1 (SO_REUSEPORT)",
+            "reported",
+            None,
+            None,
+            "not measured by this harness",
+            [],
+        )
+    )
+    return rows
+
+
+_BASES = ("bare", "bare_admit", "bare_call", "fastapi")
+
+
+def _rss_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """Not the target's measurement (1M events, growth from 200k): what this run saw."""
+    gateway = doc["systems"].get(GATEWAY, {}).get("scenarios", {})
+    rss = [s["rss_mb"] for s in gateway.values() if s.get("rss_mb") is not None]
+    requests = sum(s.get("requests", 0) for s in gateway.values())
+    basis = "not measured by this harness"
+    if rss:
+        basis += f" (gateway RSS after this run's {requests:,} ingest requests: {rss[-1]:.0f} MB)"
+    return _target("RSS after 1M events", "≤ 80 MB, no growth", None, None, basis, [])
+
+
+_TARGETS_HEADER = "| measure | target | measured | met | from |\n|---|---|--:|---|---|"
+
+
+def _target_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
+    out = []
+    for row in rows:
+        value = row["value"]
+        if value is None:
+            measured = "—"
+        elif row["target"].endswith("x"):
+            measured = f"{value:.2f}x"
+        else:
+            measured = f"{value:.2f} {'ms' if 'ms' in row['target'] else 's'}"
+        met = {True: "✓", False: "✗", None: "—"}[row["met"]]
+        if row["clean"] is False:
+            met += " ⚠ runs with errors"
+        cells = [row["measure"], row["target"], measured, met, row["basis"]]
+        out.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return out
+
+
+# -- the ingest table -------------------------------------------------------------------
 
 # Numbers right-aligned; the last column says whether the row is a measurement at all.
 _HEADER = (
-    "| system | scenario | req/s | vs bare | p50 µs | p90 µs | p99 µs | non-2xx | errors"
-    " | CPU server/load | status |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+    "| system | scenario | req/s | "
+    + " | ".join(label for _, label in RATIO_BASELINES)
+    + " | p50 µs | p90 µs | p99 µs | non-2xx | errors | CPU server/load/other | status |\n"
+    + "|---|---|--:|"
+    + "--:|" * len(RATIO_BASELINES)
+    + "--:|--:|--:|--:|--:|--:|---|"
 )
+_EMPTY = [""] * (7 + len(RATIO_BASELINES))
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    """The report: the table first, then how it was produced."""
+def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
+    """The report: the targets, the tables, then how they were produced.
+
+    `chart`: the PNG's file name, relative to where this Markdown is written."""
     run, machine = doc["run"], doc["machine"]
     parts = [f"Run {run['started']}: `{run['command']}`"]
+    if run.get("commit"):
+        dirty = run.get("uncommitted") or []
+        changes = f" plus uncommitted changes to {', '.join(dirty)}" if dirty else ""
+        parts[0] += f", on commit {run['commit']}{changes}."
+    parts.append(f"Pinning: {machine['pinning']['note']}.")
+    if chart:
+        parts.append(f"![req/s and p50/p99 ack latency per system]({chart})")
+    if doc["systems"] or doc.get("delivery", {}).get("results"):
+        parts += [
+            "## Targets (issue 6), as ratios within this run",
+            "\n".join([_TARGETS_HEADER, *_target_rows(doc.get("targets", []))]),
+        ]
     if doc["systems"]:
         parts += [
             "## Ingest",
@@ -228,30 +494,37 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def _rows(systems: dict[str, Any]) -> list[str]:
-    baseline = systems.get(BASELINE, {}).get("scenarios", {})
+    bases = {name: systems.get(name, {}).get("scenarios", {}) for name, _ in RATIO_BASELINES}
     rows = []
     for name, system in systems.items():
         if system["error"] and not system["scenarios"]:
-            rows.append(_row(name, "—", [""] * 8, f"✗ failed to start: {_first_line(system)}"))
+            rows.append(_row(name, "—", _EMPTY, f"✗ failed to start: {_first_line(system)}"))
         for scenario, s in system["scenarios"].items():
-            rows.append(_scenario_row(name, scenario, s, baseline.get(scenario)))
+            same = {base: scenarios.get(scenario) for base, scenarios in bases.items()}
+            rows.append(_scenario_row(name, scenario, s, same))
         if system["error"] and system["scenarios"]:
-            rows.append(_row(name, "—", [""] * 8, f"✗ {_first_line(system)}"))
+            rows.append(_row(name, "—", _EMPTY, f"✗ {_first_line(system)}"))
     return rows
 
 
 def _scenario_row(
-    system: str, scenario: str, s: dict[str, Any], base: dict[str, Any] | None
+    system: str, scenario: str, s: dict[str, Any], bases: dict[str, dict[str, Any] | None]
 ) -> str:
     status = "ok" if not s["flags"] else "⚠ " + "; ".join(s["flags"])
+    if s.get("attempts", 1) > 1:
+        status += f" (the least disturbed of {s['attempts']} attempts)"
+    label = scenario
+    if s.get("target_rps"):
+        label += f" @{s['target_rps']:,.0f}/s"
     if "rps" not in s:
-        return _row(system, scenario, [""] * 8, "✗ " + "; ".join(s["flags"]))
-    ratio = f"{s['rps'] / base['rps']:.2f}x" if base and base.get("rps") else "—"
-    cells = [f"{s['rps']:,.0f}", ratio]
+        return _row(system, label, _EMPTY, "✗ " + "; ".join(s["flags"]))
+    cells = [f"{s['rps']:,.0f}"]
+    for base in bases.values():
+        cells.append(f"{s['rps'] / base['rps']:.2f}x" if base and base.get("rps") else "—")
     cells += [f"{s[k]:,.0f}" for k in ("p50_us", "p90_us", "p99_us")]
     cells += [f"{s['non2xx']:,}", f"{s['errors']:,}"]
-    cells.append(f"{_percent(s['server_cpu'])} / {_percent(s['load_cpu'])}")
-    return _row(system, scenario, cells, status)
+    cells.append(" / ".join(_percent(s.get(k)) for k in ("server_cpu", "load_cpu", "other_cpu")))
+    return _row(system, label, cells, status)
 
 
 def _percent(share: float | None) -> str:
@@ -267,31 +540,52 @@ def _first_line(system: dict[str, Any]) -> str:
 
 
 def _scenarios_note(scenarios: dict[str, Any], run: dict[str, Any]) -> str:
+    warmup = (
+        f"{run['warmup_s']} s wrk warm-up per system (not recorded), then"
+        if run.get("warmup_s")
+        else "no warm-up (smoke run);"
+    )
     lines = [
-        f"Each scenario: {run['warmup_s']} s wrk warm-up (not recorded), then {run['duration_s']} s"
-        " measured; every request POSTs the InboxComponents message.received seed with a fresh"
-        " idempotency key. `vs bare` is req/s relative to `bare` in the same scenario;"
-        " `CPU server/load`: the share of a core the server process used, and how busy the"
-        " load CPUs (wrk, Redis) were. A server well under 100% while the load CPUs are full"
-        " was not the limit; a value off its usual level means something else competed.",
+        f"Every system gets the identical load, one system at a time: {warmup} each scenario"
+        f" for {run['duration_s']} s on an emptied Redis (FLUSHALL before each). Every request"
+        " POSTs the InboxComponents message.received seed with a fresh idempotency key (or"
+        " each key 5 times: `post_repeat_key.lua`), padded to the scenario's size with a"
+        " `padding` string at the start of `data` (WRK_PAD_TO). `vs X` columns: req/s"
+        " relative to system X in the same scenario. `CPU server/load/other`: the share of a"
+        " core the server process used, how busy the load CPUs (wrk, Redis) were, and the"
+        " share of a core used by processes outside the run (other tests, another"
+        f" benchmark; above {OTHER_CPU_LIMIT:.0%} the row is flagged). A server well under"
+        " 100% while the load CPUs are full was not the limit.",
     ]
     for name, s in scenarios.items():
+        env = f"WRK_PAD_TO={s['payload']} " if s.get("payload") else ""
+        if s.get("rate_of"):
+            env += f"WRK_RATE=<{s['rate_share']:g} x {s['rate_of']} req/s> "
+            env += f"WRK_THREADS={s['threads']} "
+        about = f": {s['about']}" if s.get("about") else ""
         lines.append(
-            f"- {name}: `wrk -t{s['threads']} -c{s['connections']} -d{run['duration_s']}s"
-            f" --latency -s benchmarks/wrk/{s['script']}`"
+            f"- {name}: `{env}wrk -t{s['threads']} -c{s['connections']} -d{run['duration_s']}s"
+            f" --latency -s benchmarks/wrk/{s['script']}`{about}"
         )
     return "\n".join(lines)
 
 
 def _system_notes(systems: dict[str, Any]) -> list[str]:
-    return [f"- {name}: {system['description']}" for name, system in systems.items()]
+    notes = []
+    for name, system in systems.items():
+        ready = system.get("ready_s")
+        started = "" if ready is None else f" (ready {ready:.2f} s after exec)"
+        notes.append(f"- {name}: {system['description']}{started}")
+    return notes
 
 
 def _machine_note(m: dict[str, Any]) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in m["packages"].items())
+    busy = m.get("busy_before")
+    idle = "" if busy is None else f" The CPUs were {busy:.0%} busy in the second before the run."
     return (
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, Python {m['python']},"
-        f" Redis {m['redis']}, wrk {m['wrk']}; {packages}.\n"
+        f" Redis {m['redis']}, wrk {m['wrk']}; {packages}.{idle}\n"
         f"Pinning: {m['pinning']['note']}."
     )
 
@@ -300,7 +594,8 @@ DELIVERY_BASELINE = "post"  # the bare client's row: what every delivery row is 
 
 _DELIVERY_HEADER = (
     "| system | scenario | events | seconds | events/s | vs bare client | drain s"
-    " | acked req/s | CPU sender/sink/load | status |\n|---|---|--:|--:|--:|--:|--:|--:|--:|---|"
+    " | acked req/s | CPU sender/sink/load/other | status |\n"
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|---|"
 )
 
 
@@ -319,7 +614,7 @@ def _delivery_row(scenario: str, r: dict[str, Any], base: float | None) -> str:
         f"{rps / base:.2f}x" if rps is not None and base else "—",
         "—" if r["drain_s"] is None else f"{r['drain_s']:.2f}",
         _number(r["acked_rps"]),
-        " / ".join(_percent(r[k]) for k in ("sender_cpu", "sink_cpu", "load_cpu")),
+        " / ".join(_percent(r.get(k)) for k in ("sender_cpu", "sink_cpu", "load_cpu", "other_cpu")),
     ]
     return _row(r["system"], scenario, cells, status)
 
@@ -330,13 +625,15 @@ def _number(value: float | None) -> str:
 
 def _delivery_note(delivery: dict[str, Any]) -> str:
     events, conns = f"{delivery['events']:,}", delivery["connections"]
+    pad = f"WRK_PAD_TO={delivery['e2e_payload']} " if delivery.get("e2e_payload") else ""
     lines = [
         "Every delivery is the InboxComponents message.received seed as the gateway sends it"
         " (CloudEvents binary, same bytes), POSTed to `benchmarks/sink_server.py`, which"
         " answers 200 and counts; `events` is the sink's count. `vs bare client`: events/s"
-        " relative to the `post` row of the same run. `CPU sender/sink/load`: share of a core"
-        " used by the sender (bare client or gateway), by the sink, and how busy the load"
-        " CPUs were (sink, Redis, wrk).",
+        " relative to the `post` row of the same run. `CPU sender/sink/load/other`: share of a"
+        " core used by the sender (bare client or gateway), by the sink, how busy the load"
+        " CPUs were (sink, Redis, wrk), and the share of a core used by processes outside"
+        " the run (drain and e2e only).",
         f"- post: `python -m benchmarks.bare_client --requests {delivery['events']}"
         f" --connections {conns}`: {conns} keep-alive connections POST one prebuilt request"
         " back to back; seconds from the first send to the last answer (connecting excluded).",
@@ -345,7 +642,7 @@ def _delivery_note(delivery: dict[str, Any]) -> str:
         f" 200 until the sink has counted {events} and the queue is empty (XLEN 0,"
         " nothing pending or retrying). The forwarder starts a moment before `/readyz`"
         " answers, so a few deliveries may precede the clock (`sink_at_ready` in the JSON).",
-        f"- e2e: the gateway with the forwarder on under `wrk -t{delivery['wrk_threads']}"
+        f"- e2e: the gateway with the forwarder on under `{pad}wrk -t{delivery['wrk_threads']}"
         f" -c{conns} -d{delivery['duration_s']}s -s benchmarks/wrk/post_fresh_key.lua`"
         " (after a drained 1 s warm-up); `acked req/s`: wrk's 2xx per second;"
         " `drain s`: from wrk's exit until the queue is empty; seconds = wrk's duration +"

@@ -8,6 +8,7 @@ are templates over the launch values: {python} {repo} {workdir} {port} {admin_po
 
 from __future__ import annotations
 
+import importlib.util
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -36,6 +37,9 @@ class System:
     target_url: str = "http://127.0.0.1:{port}/webhooks/inbox"
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     prepare: Prepare | None = None
+    # Modules the system imports beyond the project's own dependencies (the `bench`
+    # extra): missing ones fail its start with a clear message instead of a traceback.
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,11 @@ class Launch:
 
 def resolve(system: System, values: Mapping[str, str], workdir: Path) -> Launch:
     """Fill the templates; runs `prepare` first, which may raise `SystemSetupError`."""
+    missing = [name for name in system.requires if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemSetupError(
+            f"{system.name} needs {', '.join(missing)}: pip install -e '.[bench]'"
+        )
     extra = system.prepare(workdir) if system.prepare else {}
     values = {**values, **extra}
     try:
@@ -113,11 +122,36 @@ _GATEWAY_ENV = MappingProxyType(
 )
 
 
+def _argv(words: str) -> tuple[str, ...]:
+    """An argv template written as one line (no argument contains a space)."""
+    return tuple(words.split())
+
+
 SYSTEMS: tuple[System, ...] = (
     System(
         name="bare",
         description="uvloop + httptools, canned 200, no work: the ceiling of our stack",
         argv=("{python}", "-m", "benchmarks.bare_server", "--port", "{port}"),
+        ready_url="http://127.0.0.1:{port}/",
+    ),
+    System(
+        name="bare_admit",
+        description="bare + admit: the bare server, each POST's key found with bytes.find,"
+        " all POSTs of one loop tick admitted in ONE EVALSHA (per event SET NX PX + XADD of"
+        " the body; benchmarks/bare_redis.py's own script, not the gateway's) before their"
+        " 200s: the cost of durability alone",
+        argv=_argv(
+            "{python} -m benchmarks.bare_redis --mode admit --port {port} --store-url {store_url}"
+        ),
+        ready_url="http://127.0.0.1:{port}/",
+    ),
+    System(
+        name="bare_call",
+        description="bare + one awaited Redis call: the bare server awaiting its own"
+        " SET NX PX per POST (redis.asyncio) before the 200: one round trip's latency",
+        argv=_argv(
+            "{python} -m benchmarks.bare_redis --mode call --port {port} --store-url {store_url}"
+        ),
         ready_url="http://127.0.0.1:{port}/",
     ),
     System(
@@ -127,6 +161,27 @@ SYSTEMS: tuple[System, ...] = (
         env=_GATEWAY_ENV,
         ready_url="http://127.0.0.1:{admin_port}/readyz",
         prepare=ingest_only_config,
+    ),
+    System(
+        name="fastapi",
+        description="FastAPI (pydantic model of the body) on uvicorn with uvloop + httptools"
+        " (uvicorn[standard]'s defaults), 1 process, no access log; one awaited SET NX"
+        " (redis.asyncio) per POST",
+        argv=_argv(
+            "{python} -m uvicorn benchmarks.fastapi_app:app --host 127.0.0.1 --port {port}"
+            " --loop uvloop --http httptools --no-access-log --log-level warning"
+        ),
+        env=MappingProxyType({"STORE_URL": "{store_url}"}),
+        ready_url="http://127.0.0.1:{port}/healthz",
+        requires=("fastapi", "uvicorn"),
+    ),
+    System(
+        name="aiohttp",
+        description="aiohttp.web (await request.json()) on uvloop, 1 process, no access log;"
+        " one awaited SET NX (redis.asyncio) per POST",
+        argv=_argv("{python} -m benchmarks.aiohttp_app --port {port} --store-url {store_url}"),
+        ready_url="http://127.0.0.1:{port}/healthz",
+        requires=("aiohttp",),
     ),
 )
 

@@ -1,8 +1,12 @@
-"""The benchmark harness keeps working: its wrk parser, and a smoke run end to end."""
+"""The benchmark harness keeps working: its wrk parser and script, the targets it
+computes, and one smoke run of every system in every scenario (1 s each, no
+assertion on any duration or rate)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,8 +18,10 @@ import pytest
 import gateway
 from benchmarks import report
 from benchmarks.bare_client import SEED, build_request
-from benchmarks.machine import plan_pinning
-from benchmarks.run import parse_args, required_tools
+from benchmarks.bare_redis import idempotency_key
+from benchmarks.machine import foreign_cpu_seconds, plan_pinning
+from benchmarks.run import SCENARIOS, parse_args, required_tools
+from benchmarks.systems import SYSTEMS
 from benchmarks.wrkout import SocketErrors, WrkParseError, parse_wrk_output
 from gateway.config import load
 from gateway.formats import Renderer
@@ -127,6 +133,17 @@ def test_one_core_is_not_pinned_and_says_so() -> None:
     assert "not pinned" in pinning.note
 
 
+def test_other_processes_are_seen_and_the_runs_own_children_are_not() -> None:
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert other.pid in foreign_cpu_seconds(ours=())
+        assert other.pid not in foreign_cpu_seconds(ours={other.pid})
+        assert os.getpid() not in foreign_cpu_seconds(ours=())
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_wrk_script_embeds_the_provider_seed_byte_for_byte() -> None:
     script = (ROOT / "benchmarks" / "wrk" / "post_fresh_key.lua").read_text()
     seed = ROOT / "tests" / "fixtures" / "inboxcomponents" / "message.received.json"
@@ -181,21 +198,264 @@ def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
     assert doc["delivery"]["results"]["drain"]["rps"] == 5000.0
 
 
+# -- the issue's targets and the report, from made-up numbers ----------------------------
+
+
+def _scenario(rps: float, p50: float = 100.0, p99: float = 500.0, **extra: object) -> dict:
+    return {"rps": rps, "p50_us": p50, "p90_us": p50, "p99_us": p99, "flags": []} | extra
+
+
+def _made_up_run() -> dict:
+    """A document as report.document builds it, with round numbers."""
+    systems = {
+        name: {"scenarios": scenarios, "error": None, "description": name, "ready_s": None}
+        for name, scenarios in {
+            "bare": {"throughput": _scenario(100_000), "latency_c1": _scenario(10_000, p50=50)},
+            "bare_admit": {"throughput": _scenario(40_000)},
+            "bare_call": {"latency_c1": _scenario(4_000, p50=200)},
+            "gateway": {
+                "throughput": _scenario(50_000),
+                "latency_c1": _scenario(3_000, p50=300),
+                "latency_half": _scenario(25_000, p99=800, target_rps=25_000.0),
+            },
+            "fastapi": {"throughput": _scenario(2_000)},
+        }.items()
+    }
+    systems["gateway"]["ready_s"] = 0.4
+    delivery = {
+        "results": {
+            "post": {"system": "bare_client", "rps": 100_000.0, "flags": []},
+            "drain": {"system": "gateway", "rps": 60_000.0, "flags": []},
+            "e2e": {"system": "gateway", "rps": 20_000.0, "drain_s": 3.0, "flags": ["x"]},
+        }
+    }
+    return {"systems": systems, "delivery": delivery}
+
+
+def test_targets_are_ratios_of_the_same_run() -> None:
+    rows = {row["measure"]: row for row in report.targets(_made_up_run())}
+
+    def check(measure: str, value: float | None, met: bool | None) -> None:
+        assert (rows[measure]["value"], rows[measure]["met"]) == (value, met), rows[measure]
+
+    check("ingest-only acked req/s vs bare", 0.5, True)
+    check("ingest-only acked req/s vs bare + admit", 1.25, True)
+    check("ingest-only acked req/s vs FastAPI", 25.0, True)
+    check("end to end delivered/s (load + drain) vs bare", 0.2, False)
+    check("backlog back to 0 after the load stops", 3.0, False)
+    check("p50 ack latency, 1 connection, vs bare + one awaited Redis call", 1.5, False)
+    check("p99 ack latency at half the maximum rate (ms)", 0.8, True)
+    check("forwarder draining a pre-filled stream vs a bare httptools client", 0.6, True)
+    check("exec to /readyz 200", 0.4, True)
+    check("2 workers vs 1 (SO_REUSEPORT)", None, None)
+    # A number from a run with errors is shown, and marked as such.
+    assert rows["end to end delivered/s (load + drain) vs bare"]["clean"] is False
+    assert rows["ingest-only acked req/s vs bare"]["clean"] is True
+
+
+def test_targets_of_systems_that_did_not_run_are_not_measured() -> None:
+    run = _made_up_run()
+    del run["systems"]["fastapi"], run["systems"]["bare_call"]
+
+    rows = {row["measure"]: row for row in report.targets(run)}
+
+    for measure in (
+        "ingest-only acked req/s vs FastAPI",
+        "p50 ack latency, 1 connection, vs bare + one awaited Redis call",
+    ):
+        assert rows[measure]["value"] is None
+        assert rows[measure]["basis"] == "not measured in this run"
+
+
+def test_ingest_table_has_a_ratio_column_per_baseline() -> None:
+    systems = {
+        "bare": {"error": None, "scenarios": {"throughput": _scenario(100_000) | _counts()}},
+        "bare_admit": {"error": None, "scenarios": {"throughput": _scenario(40_000) | _counts()}},
+        "fastapi": {"error": None, "scenarios": {"throughput": _scenario(2_000) | _counts()}},
+        "gateway": {
+            "error": None,
+            "scenarios": {
+                "throughput": _scenario(50_000) | _counts(),
+                "latency_half": _scenario(25_000) | _counts() | {"target_rps": 25_000.0},
+            },
+        },
+    }
+
+    rows = report._rows(systems)
+
+    assert "| gateway | throughput | 50,000 | 0.50x | 1.25x | 25.00x | 100 |" in rows[3]
+    assert rows[4].startswith("| gateway | latency_half @25,000/s | 25,000 | — | — | — |")
+
+
+def _counts() -> dict:
+    return {"non2xx": 0, "errors": 0, "server_cpu": 1.0, "load_cpu": 0.5}
+
+
+def test_paced_scenario_passes_its_rate_and_size_to_the_wrk_script() -> None:
+    scenario = report.Scenario("half", 64, 2, payload=1024, rate_of="throughput")
+
+    assert scenario.wrk_env(12_345.4) == {
+        "WRK_PAD_TO": "1024",
+        "WRK_RATE": "12345",
+        "WRK_THREADS": "2",
+    }
+    assert report.Scenario("plain", 64, 1).wrk_env(None) == {}
+
+
+def test_a_paced_run_that_missed_its_rate_is_flagged() -> None:
+    result = parse_wrk_output(WRK_CLEAN)  # 183,615 req/s
+    outcome = report.ScenarioOutcome("half", [], WRK_CLEAN, result, target_rps=250_000.0)
+
+    assert outcome.flags() == ["reached 183,615 of the 250,000 req/s paced"]
+    outcome.target_rps = 190_000.0
+    assert outcome.flags() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"idempotency_key":"k1","event":"e"}', b"k1"),
+        (b'{"event": "e", "idempotency_key" : "abc"}', b"abc"),
+        (b'{"event":"e"}', None),
+        (b'{"idempotency_key":', None),
+    ],
+)
+def test_bare_admit_finds_the_key_without_parsing_json(body: bytes, key: bytes | None) -> None:
+    assert idempotency_key(body) == key
+
+
+# -- the wrk script ---------------------------------------------------------------------
+
+
 @pytest.mark.integration
-def test_smoke_run_measures_bare_in_every_scenario(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [1024, 65536])
+def test_wrk_script_pads_every_body_to_the_exact_size_as_valid_json(size: int) -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("needs wrk on PATH")
+    bodies = _bodies_posted_by_wrk({"WRK_PAD_TO": str(size)})
+
+    assert bodies
+    for body in bodies[:50]:
+        doc = json.loads(body)
+        assert len(body) == size
+        assert set(doc["data"]["padding"]) == {"x"}
+        assert len(doc["idempotency_key"]) == 64
+    assert len({json.loads(body)["idempotency_key"] for body in bodies}) == len(bodies)
+
+
+def _bodies_posted_by_wrk(env: dict[str, str]) -> list[bytes]:
+    """Run wrk -c1 for 1 s against a tiny server that keeps every request body."""
+    bodies: list[bytes] = []
+
+    async def serve() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while head := await reader.readuntil(b"\r\n\r\n"):
+                    length = re.search(rb"Content-Length: (\d+)", head)
+                    assert length is not None
+                    bodies.append(await reader.readexactly(int(length[1])))
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        script = ROOT / "benchmarks" / "wrk" / "post_fresh_key.lua"
+        wrk = await asyncio.create_subprocess_exec(
+            *("wrk", "-t1", "-c1", "-d1s", "-s", str(script), f"http://127.0.0.1:{port}/"),
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        await asyncio.wait_for(wrk.wait(), 30)
+        server.close()
+
+    asyncio.run(serve())
+    return bodies
+
+
+# -- one smoke run of the whole harness ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    """`python -m benchmarks.run --smoke`: every system, every scenario, 1 s each."""
     missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"benchmark smoke run needs {' and '.join(missing)} on PATH")
+    out = tmp_path_factory.mktemp("smoke")
+    output = run_harness("--smoke", "--out", str(out))
+    [report_file] = out.glob("*.json")
+    return json.loads(report_file.read_text()), output, out
 
-    output = run_harness("--smoke", "--systems", "bare", "--out", str(tmp_path))
 
-    [report] = tmp_path.glob("*.json")
-    scenarios = json.loads(report.read_text())["systems"]["bare"]["scenarios"]
-    assert set(scenarios) == {"throughput", "latency_c1"}, output
-    for name, scenario in scenarios.items():
-        assert scenario["rps"] > 0, name
-        assert scenario["non2xx"] == 0, name
-        assert scenario["errors"] == 0, name
+@pytest.mark.integration
+def test_smoke_run_measures_every_system_in_every_scenario(
+    smoke: tuple[dict, str, Path],
+) -> None:
+    doc, output, _ = smoke
+
+    assert set(doc["systems"]) == {s.name for s in SYSTEMS}, output
+    names = {s.name for s in SCENARIOS}
+    for system, measured in doc["systems"].items():
+        assert measured["usable"], (system, output)
+        assert set(measured["scenarios"]) == names, (system, output)
+        for name, scenario in measured["scenarios"].items():
+            assert scenario["rps"] > 0, (system, name, output)
+            assert scenario["non2xx"] == 0, (system, name, output)
+            assert scenario["errors"] == 0, (system, name, output)
+        half = measured["scenarios"]["latency_half"]
+        assert half["target_rps"] > 0, system
+        assert any(arg.startswith("WRK_RATE=") for arg in half["wrk_argv"]), system
+
+
+@pytest.mark.integration
+def test_smoke_run_pins_every_system_and_says_so(smoke: tuple[dict, str, Path]) -> None:
+    doc, output, _ = smoke
+    pinning = doc["machine"]["pinning"]
+    if not pinning["pinned"]:
+        pytest.skip(pinning["note"])
+
+    server = ",".join(map(str, pinning["server_cpus"]))
+    load = ",".join(map(str, pinning["load_cpus"]))
+    for name, system in doc["systems"].items():
+        assert system["argv"][:3] == ["taskset", "-c", server], name
+        for scenario in system["scenarios"].values():
+            assert scenario["wrk_argv"][:3] == ["taskset", "-c", load], name
+    assert f"pinning: {pinning['note']}" in output
+
+
+@pytest.mark.integration
+def test_smoke_run_writes_json_markdown_and_chart(smoke: tuple[dict, str, Path]) -> None:
+    doc, output, out = smoke
+    stamp = doc["run"]["stamp"]
+
+    assert doc["chart"] == f"{stamp}.png", output
+    assert (out / f"{stamp}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    text = (out / f"{stamp}.md").read_text()
+    assert f"![req/s and p50/p99 ack latency per system]({stamp}.png)" in text
+    assert "## Targets (issue 6)" in text
+    measured = {row["measure"] for row in doc["targets"] if row["value"] is not None}
+    assert "ingest-only acked req/s vs bare + admit" in measured
+    assert "p99 ack latency at half the maximum rate (ms)" in measured
+    assert "forwarder draining a pre-filled stream vs a bare httptools client" in measured
+
+
+@pytest.mark.integration
+def test_smoke_drain_delivers_exactly_the_prefilled_events(smoke: tuple[dict, str, Path]) -> None:
+    doc, output, _ = smoke
+
+    delivery = doc["delivery"]
+    events = delivery["events"]
+    bare, drain = delivery["results"]["post"], delivery["results"]["drain"]
+    assert drain["expected"] == events, output
+    assert drain["events"] == events, output  # the sink's count: no loss, no duplicate
+    assert drain["queue_after"] == {"queued": 0, "pending": 0, "retrying": 0, "dead": 0}
+    client = bare["client"]
+    assert (client["requests"], client["errors"], client["non2xx"]) == (events, 0, 0), output
+    assert bare["events"] == events, output
+    e2e = delivery["results"]["e2e"]
+    assert e2e["usable"], output
+    assert e2e["events"] >= e2e["expected"] > 0, output  # every acked event delivered
 
 
 def run_harness(*args: str) -> str:
@@ -208,7 +468,7 @@ def run_harness(*args: str) -> str:
         text=True,
     )
     try:
-        output, _ = harness.communicate(timeout=100)
+        output, _ = harness.communicate(timeout=110)
     except subprocess.TimeoutExpired:
         # SIGTERM, not kill: the harness then stops its own children (wrk, redis, servers).
         harness.terminate()
@@ -216,24 +476,3 @@ def run_harness(*args: str) -> str:
         pytest.fail(f"the harness hung; its output:\n{output}")
     assert harness.returncode == 0, output
     return output
-
-
-@pytest.mark.integration
-def test_smoke_drain_delivers_exactly_the_prefilled_events(tmp_path: Path) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("the drain smoke run needs redis-server on PATH")
-
-    output = run_harness(
-        "--smoke", "--systems", "gateway", "--scenarios", "drain", "--out", str(tmp_path)
-    )
-
-    [report_file] = tmp_path.glob("*.json")
-    delivery = json.loads(report_file.read_text())["delivery"]
-    events = delivery["events"]
-    bare, drain = delivery["results"]["post"], delivery["results"]["drain"]
-    assert drain["expected"] == events, output
-    assert drain["events"] == events, output  # the sink's count: no loss, no duplicate
-    assert drain["queue_after"] == {"queued": 0, "pending": 0, "retrying": 0, "dead": 0}
-    client = bare["client"]
-    assert (client["requests"], client["errors"], client["non2xx"]) == (events, 0, 0), output
-    assert bare["events"] == events, output
