@@ -9,21 +9,22 @@ the standard asyncio loop, with none of the I/O stack. It:
   restarts, and port 0 is resolved once for every worker;
 - starts the workers: `python -m gateway run --worker I`, each in its own
   process group (a terminal's Ctrl-C reaches the supervisor only, which
-  passes it on once), with the config pickled on its stdin (a worker
-  restarted later runs the very config its siblings run, even if the file
-  changed since), PROMETHEUS_MULTIPROC_DIR set to a fresh directory of its
-  own. The supervisor keeps that stdin pipe open: its end-of-file tells the
-  worker that the supervisor is gone (even by kill -9), and the worker then
-  drains and exits as on SIGTERM. Each worker is a whole gateway
-  (gateway.service): it listens on the port with SO_REUSEPORT (the kernel
-  spreads connections over the workers), admits in its own batcher, delivers
-  as forwarder consumer "<name>-w<i>" (stable across its restarts, distinct
-  from its siblings) and spools into its own file (`spool_file`);
+  passes it on once), with a pickled `WorkerSpec` on its stdin: the config
+  (a worker restarted later runs the very config its siblings run, even if
+  the file changed since) and the supervisor's runtime directory (admin
+  sockets, metrics files; gateway.metrics.share_values). The supervisor
+  keeps that stdin pipe open: its end-of-file tells the worker that the
+  supervisor is gone (even by kill -9), and the worker drains and exits as
+  on SIGTERM. Each worker is a whole gateway (gateway.service): it listens
+  on the port with SO_REUSEPORT (the kernel spreads connections over the
+  workers), admits in its own batcher, delivers as forwarder consumer
+  "<name>-w<i>" (stable across its restarts, distinct from its siblings) and
+  spools into its own file (`spool_file`);
 - serves the admin listener: /metrics merges the workers' multiprocess files
   (gateway.metrics.WorkersMetrics), /healthz answers while the supervisor
   runs (it restarts workers itself), /readyz is 200 only when every worker's
-  own /readyz is (asked over the worker's private unix socket), 503 naming
-  the first worker that is not, and 503 from the first signal on;
+  own /readyz is (asked over the worker's private unix socket), else 503
+  naming the workers that are not (and why), and 503 from the first signal on;
 - restarts a worker that exits unexpectedly, after 0.5 s doubling to 30 s
   while it keeps dying quickly (back to 0.5 s once it ran a minute), logging
   `worker_exited` and counting webhook_gateway_worker_restarts_total. A
@@ -61,7 +62,7 @@ from gateway.admin import READY, AdminRouter, ask
 from gateway.config import Config, Listen, redacted
 from gateway.connections import Connections
 from gateway.logs import configure
-from gateway.metrics import WorkersMetrics
+from gateway.metrics import WorkersMetrics, share_values
 from gateway.protocol import HttpProtocol
 from gateway.replies import Reply
 
@@ -97,6 +98,10 @@ def admin_socket(runtime_dir: str, index: int) -> str:
     return os.path.join(runtime_dir, f"worker-{index}.sock")
 
 
+def metrics_dir(runtime_dir: str) -> str:
+    return os.path.join(runtime_dir, "metrics")
+
+
 def warn_of_stranded_spools(data_dir: str, workers: int) -> None:
     """Log the spool files of workers beyond `workers` (left by a run with more
     of them) that still hold undelivered events: no running worker drains them."""
@@ -129,6 +134,7 @@ def worker_main(index: int) -> int:
         return 2  # the supervisor died before it sent the config
     configure(spec.config.log_level)
     structlog.contextvars.bind_contextvars(worker=index)  # on every line it logs
+    share_values(metrics_dir(spec.runtime_dir))
     from gateway.service import Gateway, WorkerRole  # the I/O stack, in workers only
 
     worker = Gateway(spec.config, WorkerRole(index, admin_socket(spec.runtime_dir, index)))
@@ -197,7 +203,7 @@ class Supervisor:
         self.config = config
         _remove_stale_runtime_dirs()
         self.runtime_dir = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
-        self.metrics_dir = os.path.join(self.runtime_dir, "metrics")
+        self.metrics_dir = metrics_dir(self.runtime_dir)
         os.mkdir(self.metrics_dir)
         self.workers = [
             _Worker(i, admin_socket(self.runtime_dir, i)) for i in range(config.workers)
@@ -303,7 +309,6 @@ class Supervisor:
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "gateway", "run", "--worker", str(worker.index)),
             stdin=asyncio.subprocess.PIPE,
-            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir},
             process_group=0,
         )
         worker.proc = proc

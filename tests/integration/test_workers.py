@@ -96,7 +96,11 @@ def settled(db: redis.Redis) -> bool:
 
 
 def pending_of(db: redis.Redis, consumer: str) -> int:
-    return len(db.xpending_range(STREAM, "gateway", "-", "+", 1000, consumer))
+    """Entries `consumer` has claimed and not acked (0 before the group exists)."""
+    try:
+        return len(db.xpending_range(STREAM, "gateway", "-", "+", 1000, consumer))
+    except redis.ResponseError:  # NOGROUP: no forwarder has started yet
+        return 0
 
 
 REQUESTS = 'webhook_gateway_requests_total{code="200",source="inboxcomponents"}'
