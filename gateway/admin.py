@@ -95,11 +95,11 @@ def store_readiness(store_ping: Callable[[], Awaitable[bool]]) -> Readiness:
     return readiness
 
 
-async def ask(socket_path: str, path: str) -> tuple[int, str]:
+async def ask(socket_path: str, path: str, within: float = _ASK_TIMEOUT) -> tuple[int, str]:
     """GET `path` from an admin listener on a unix socket: (status, the JSON
-    body's "error" or ""); (0, why) when it does not answer within a second."""
+    body's "error" or ""); (0, why) when it does not answer `within` seconds."""
     try:
-        async with asyncio.timeout(_ASK_TIMEOUT):
+        async with asyncio.timeout(within):
             reader, writer = await asyncio.open_unix_connection(socket_path)
             try:
                 request = f"GET {path} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n"
@@ -110,7 +110,7 @@ async def ask(socket_path: str, path: str) -> tuple[int, str]:
     except TimeoutError:
         return 0, "no answer"
     except OSError as exc:
-        return 0, exc.strerror or "cannot connect"
+        return 0, f"cannot connect ({exc.strerror or exc})"
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].split()
     if len(status_line) < 2 or not status_line[1].isdigit():

@@ -25,6 +25,9 @@ the standard asyncio loop, with none of the I/O stack. It:
   runs (it restarts workers itself), /readyz is 200 only when every worker's
   own /readyz is (asked over the worker's private unix socket), else 503
   naming the workers that are not (and why), and 503 from the first signal on;
+- kills a started worker whose /healthz goes unanswered 3 times in a row,
+  10 s apart (a hung event loop: what the kubelet's liveness probe does for
+  one process; the supervisor's own /healthz stays 200), and so restarts it;
 - restarts a worker that exits unexpectedly, after 0.5 s doubling to 30 s
   while it keeps dying quickly (back to 0.5 s once it ran a minute), logging
   `worker_exited` and counting webhook_gateway_worker_restarts_total. A
@@ -76,6 +79,9 @@ _STABLE = 60.0  # a worker that ran this long is restarted after _RESTART_FIRST 
 _STOP_MARGIN = 10.0  # beyond shutdown_grace: a worker closes its store and spool after it
 _KILL_WAIT = 5.0
 _POLL = 0.02  # seconds between asks of a starting worker
+_WATCH_INTERVAL = 10.0  # seconds between liveness asks of each running worker
+_WATCH_WITHIN = 3.0  # an ask unanswered this long is a miss
+_WATCH_MISSES = 3  # misses in a row before the worker is killed (and so restarted)
 _ADMIN_CONNECTIONS = 64  # probes and scrapes only
 _CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)  # a signal before its handlers: idle
 
@@ -137,14 +143,13 @@ def worker_main(index: int) -> int:
     share_values(metrics_dir(spec.runtime_dir))
     from gateway.service import Gateway, WorkerRole  # the I/O stack, in workers only
 
-    worker = Gateway(spec.config, WorkerRole(index, admin_socket(spec.runtime_dir, index)))
-
-    async def run() -> int:
+    async def run(worker: Gateway) -> int:
         _stop_when_orphaned(worker.stop)
         return await worker.run()
 
     try:
-        return uvloop.run(run())
+        role = WorkerRole(index, admin_socket(spec.runtime_dir, index))
+        return uvloop.run(run(Gateway(spec.config, role)))
     except OSError as exc:
         log.error("cannot_start", error=str(exc))
         return 1
@@ -192,6 +197,7 @@ class _Worker:
         self.socket = socket_path
         self.proc: asyncio.subprocess.Process | None = None
         self.started = False  # answered /healthz once: later exits are restarted
+        self.missed = 0  # liveness asks unanswered in a row
         self.final: int | None = None  # its exit code once the supervisor stopped it
 
     def running(self) -> bool:
@@ -252,8 +258,10 @@ class Supervisor:
         )
         warn_of_stranded_spools(config.data_dir, len(self.workers))
         tasks = [loop.create_task(self._keep_running(w)) for w in self.workers]
+        watchdog = loop.create_task(self._watchdog())
         await self.stopping.wait()
         await self._wait_for_exits(tasks)
+        watchdog.cancel()
         admin.close()
         connections.close_all()
         finals = {str(w.index): w.final for w in self.workers if w.final is not None}
@@ -281,7 +289,10 @@ class Supervisor:
                 return
             if time.monotonic() - began >= _STABLE:
                 delay = _RESTART_FIRST
-            log.error("worker_exited", worker=worker.index, exit=_exit(code), restart_in=delay)
+            pid = worker.proc.pid if worker.proc is not None else None
+            log.error(
+                "worker_exited", worker=worker.index, pid=pid, exit=_exit(code), restart_in=delay
+            )
             self.metrics.restarts.labels(str(worker.index)).inc()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -312,6 +323,7 @@ class Supervisor:
             process_group=0,
         )
         worker.proc = proc
+        worker.missed = 0
         assert proc.stdin is not None
         proc.stdin.write(self._spec)  # and kept open: see _stop_when_orphaned
         with contextlib.suppress(ConnectionError):  # it died at once: its exit tells
@@ -319,6 +331,29 @@ class Supervisor:
         if self.stopping.is_set():  # the signal came while it was being started
             _send(proc, signal.SIGTERM)
         return proc
+
+    async def _watchdog(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_WATCH_INTERVAL):
+                    await self.stopping.wait()
+            if not self.stopping.is_set():
+                await asyncio.gather(*(self._check_alive(w) for w in self.workers))
+
+    async def _check_alive(self, worker: _Worker) -> None:
+        proc = worker.proc
+        if proc is None or not worker.started or not worker.running():
+            return
+        status, _ = await ask(worker.socket, "/healthz", within=_WATCH_WITHIN)
+        if status == 200 or proc is not worker.proc:
+            worker.missed = 0
+            return
+        worker.missed += 1
+        if worker.missed >= _WATCH_MISSES and not self.stopping.is_set():
+            log.error(
+                "worker_unresponsive", worker=worker.index, pid=proc.pid, missed=worker.missed
+            )
+            _send(proc, signal.SIGKILL)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -359,6 +394,8 @@ class Supervisor:
     async def _not_ready(self, worker: _Worker) -> str:
         if not worker.running():
             return f"worker {worker.index}: not running"
+        if not worker.started:
+            return f"worker {worker.index}: starting"
         status, error = await ask(worker.socket, "/readyz")
         return "" if status == 200 else f"worker {worker.index}: {error or 'no answer'}"
 

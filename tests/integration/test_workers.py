@@ -255,3 +255,19 @@ def test_a_taken_port_fails_the_start_with_exit_1(redis_server: RedisServer) -> 
     assert '"event":"cannot_start"' in result.stdout
     assert "worker_started" not in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_gateway_with_exit_1(
+    redis_server: RedisServer,
+) -> None:
+    env = {**os.environ, **TWO, "STORE_URL": redis_server.url}
+    env |= {"GATEWAY_PORT": str(free_port()), "GATEWAY_ADMIN_PORT": str(free_port())}
+    env["GATEWAY_DATA_DIR"] = "/dev/null/data"  # no spool file can be made there
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert '"event":"cannot_start"' in result.stdout
+    assert '"event":"worker_failed_to_start"' in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
