@@ -2,8 +2,9 @@
 
 Validation is complete and eager: every problem becomes a single ConfigError
 line naming its key path, so a bad deploy fails at startup instead of at the
-first webhook. This module knows the schema; the schema-free readers, `${VAR}`
-interpolation and message helpers it builds on live in gateway.config_fields.
+first webhook. This module knows the schema (sources and targets have their own
+modules, gateway.config_sources and gateway.config_targets); the schema-free readers,
+`${VAR}` interpolation and message helpers it builds on live in gateway.config_fields.
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ from gateway.config_fields import (
     REQUIRED,
     Section,
     interpolate,
-    join_key,
     plain,
     read_bool,
     read_choice,
     read_duration,
     read_int,
-    read_mapping,
-    read_named,
     read_port,
     read_size,
     read_strings,
@@ -40,6 +38,9 @@ from gateway.config_fields import parse_duration as parse_duration  # re-exporte
 from gateway.config_fields import parse_size as parse_size  # re-exported
 from gateway.config_sources import SourceConfig as SourceConfig  # re-exported
 from gateway.config_sources import read_sources
+from gateway.config_targets import UNSAFE, read_targets
+from gateway.config_targets import Backoff as Backoff  # re-exported
+from gateway.config_targets import TargetConfig as TargetConfig  # re-exported
 from gateway.errors import ConfigError
 
 
@@ -95,28 +96,6 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
-    initial: float
-    max: float
-
-
-@dataclass(frozen=True, slots=True)
-class TargetConfig:
-    name: str
-    url: str
-    host: str
-    port: int
-    path: str  # includes the query string, if any
-    format: str
-    connect_timeout: float
-    timeout: float
-    concurrency: int
-    max_attempts: int
-    backoff: Backoff
-    headers: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
 class RouteConfig:
     source: str
     events: tuple[str, ...]
@@ -161,14 +140,8 @@ class Config:
         raise KeyError(name)
 
 
-_FORMATS: Final = ("cloudevents-binary", "cloudevents-structured", "raw")
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 _KEY_PREFIX: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
-_HEADER_VALUE_BAD: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB is allowed
-_UNSAFE: Final = re.compile(r"[\s\x00-\x1f\x7f]")
-# Headers that frame the forwarded request; letting config override them would corrupt it.
-_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -211,16 +184,12 @@ _STORE_KEYS: Final = (
     *("url", "dedup_ttl", "admit_deadline", "partitions", "key_prefix", "pool_size"),
     *("socket_timeout", "connect_timeout", "spool", "wait_replicas", "wait_timeout"),
 )
-_TARGET_KEYS: Final = (
-    *("url", "format", "connect_timeout", "timeout", "concurrency", "max_attempts"),
-    *("backoff", "headers"),
-)
 
 
 def _build(root: object, env: Mapping[str, str]) -> Config:
     top = Section(root, "", _TOP_KEYS)
     sources = read_sources(top.get("sources"), env)
-    targets = _targets(top.get("targets", None))
+    targets = read_targets(top.get("targets", None))
     store = _store(top.get("store", None))
     return Config(
         listen=_public_listen(top.get("listen", None)),
@@ -388,7 +357,7 @@ def _is_store_url(url: str) -> bool:
         parts.port  # noqa: B018  # evaluated for its ValueError on a bad port
     except ValueError:
         return False
-    if _UNSAFE.search(url):
+    if UNSAFE.search(url):
         return False
     if parts.scheme == "unix":
         return parts.path.startswith("/")
@@ -396,80 +365,6 @@ def _is_store_url(url: str) -> bool:
         return url.startswith("sqlite:///") and len(url) > len("sqlite:///")
     db_ok = re.fullmatch(r"/?|/[0-9]+", parts.path) is not None
     return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and db_ok
-
-
-def _targets(node: object) -> tuple[TargetConfig, ...]:
-    named = read_named(node, "targets")
-    if "drop" in named:  # it would be indistinguishable from `unrouted: drop`
-        raise ConfigError("targets.drop", 'the name "drop" is reserved')
-    return tuple(_target(name, value, f"targets.{name}") for name, value in named.items())
-
-
-def _target(name: str, node: object, path: str) -> TargetConfig:
-    s = Section(node, path, _TARGET_KEYS)
-    url = read_text(s, "url", REQUIRED)
-    host, port, url_path = _http_url(url, s.key_path("url"))
-    return TargetConfig(
-        name=name,
-        url=url,
-        host=host,
-        port=port,
-        path=url_path,
-        format=read_choice(s, "format", "cloudevents-binary", _FORMATS),
-        connect_timeout=read_duration(s, "connect_timeout", "1s"),
-        timeout=read_duration(s, "timeout", "10s"),
-        concurrency=read_int(s, "concurrency", 64, 1),
-        max_attempts=read_int(s, "max_attempts", 10, 1),
-        backoff=_backoff(s.get("backoff", None), s.key_path("backoff")),
-        headers=_headers(s.get("headers", None), s.key_path("headers")),
-    )
-
-
-def _http_url(url: str, path: str) -> tuple[str, int, str]:
-    """(host, port, path?query) of a plain-http target URL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 80
-    except ValueError:
-        parts, port = None, 0
-    if parts is None or not parts.scheme or not parts.netloc or _UNSAFE.search(url):
-        raise ConfigError(path, f"not a URL: {show(redact_url(url))}")
-    if parts.scheme != "http":
-        problem = "only http:// targets are supported (TLS to a localhost app is out of scope)"
-        raise ConfigError(path, f"{problem}, got {show(redact_url(url))}")
-    if "@" in parts.netloc:  # the forwarder would silently drop them
-        raise ConfigError(path, "credentials in the URL are not supported; use headers")
-    if not parts.hostname:
-        raise ConfigError(path, f"not a URL: {show(url)}")
-    query = f"?{parts.query}" if parts.query else ""
-    return parts.hostname, port, (parts.path or "/") + query
-
-
-def _backoff(node: object, path: str) -> Backoff:
-    s = Section(node, path, ("initial", "max"))
-    initial = read_duration(s, "initial", "1s")
-    maximum = read_duration(s, "max", "10m")
-    if maximum < initial:
-        raise ConfigError(s.key_path("max"), "backoff.max must be >= backoff.initial")
-    return Backoff(initial, maximum)
-
-
-def _headers(node: object, path: str) -> tuple[tuple[str, str], ...]:
-    headers: list[tuple[str, str]] = []
-    for name, value in read_mapping(node, path).items():
-        where = join_key(path, name)
-        if not _HEADER_NAME.fullmatch(name):
-            raise ConfigError(where, "not a valid header name")
-        if name.lower() in _FRAMING_HEADERS:
-            raise ConfigError(where, "set by the gateway itself, cannot be configured")
-        if any(name.lower() == other.lower() for other, _ in headers):
-            raise ConfigError(where, "duplicate header (names are case-insensitive)")
-        if not isinstance(value, str):  # values are never echoed: they are often secrets
-            raise ConfigError(where, "expected a string value")
-        if _HEADER_VALUE_BAD.search(value):
-            raise ConfigError(where, "header value must not contain CR, LF or control characters")
-        headers.append((name, value))
-    return tuple(headers)
 
 
 def _routes(
