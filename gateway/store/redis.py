@@ -12,6 +12,8 @@ so each call stays in one Redis Cluster slot):
 
 from __future__ import annotations
 
+import asyncio
+import random
 import zlib
 from collections.abc import Sequence
 from functools import cached_property
@@ -21,15 +23,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued
-from gateway.store import lua
+from gateway.store import lua, resp
 
 GROUP = "gateway"
+_RETRIES = 2  # re-sends of an admit after a connection error, as the client's Retry
 
 
 class Keys:
@@ -104,8 +107,45 @@ class RedisStore:
         if self._config.wait_replicas:
             flags = await self._admit_replicated(keys, argv)
         else:
-            flags = await self._call(self._admit(keys=keys, args=argv), "admit")
+            packed = resp.command((b"EVALSHA", self._admit.sha, len(keys), *keys, *argv))
+            flags = await self._admit_packed(packed)
         return [AdmitOutcome(int(flag)) for flag in flags]
+
+    async def _admit_packed(self, packed: bytes) -> Any:
+        """Send the prebuilt EVALSHA, retrying as redis-py's client would:
+        up to _RETRIES more times after a connection error or timeout (safe:
+        the request tokens make a re-sent admit count once), and loading the
+        script once if Redis lost it (a restart empties its script cache)."""
+        loaded = False
+        for attempt in range(_RETRIES + 1):
+            try:
+                return await self._send(packed)
+            except NoScriptError as exc:
+                if loaded:
+                    raise StoreUnavailable(f"admit failed: {exc}") from exc
+                await self._call(self.redis.script_load(lua.ADMIT), "admit")
+                loaded = True
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if attempt == _RETRIES:
+                    raise StoreUnavailable(f"admit failed: {exc}") from exc
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.01 * 2**attempt)))
+            except RedisError as exc:
+                raise StoreUnavailable(f"admit failed: {exc}") from exc
+        raise StoreUnavailable("admit failed: the script could not be loaded")
+
+    async def _send(self, packed: bytes) -> Any:
+        """One prebuilt command on a pooled connection, and its reply."""
+        conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(packed)
+            return await conn.read_response()
+        except BaseException:
+            # An error or a cancellation (the spool's wait_for_redis) can leave
+            # a reply unread on this connection: never hand it out again.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await self._pool.release(conn)
 
     async def _admit_replicated(self, keys: list[str], argv: list[str | bytes | int]) -> Any:
         """The admit script, then WAIT on the same connection: no 200 until

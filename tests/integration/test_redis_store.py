@@ -156,3 +156,19 @@ def test_lost_reply_is_resent_by_redis_py_and_still_counts_as_accepted(
     assert proxy.dropped.is_set()  # the first reply really was lost
     assert outcomes == [AdmitOutcome.ACCEPTED]
     assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:app")] == [b"warm", b"a"]
+
+
+def test_an_admit_after_redis_lost_its_scripts_loads_the_script_again(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    async def scenario() -> list[AdmitOutcome]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            first = await store.admit(0, [admission("before", "t1")])
+            redis_db.script_flush()  # as after a Redis restart: the script cache is empty
+            return first + await store.admit(0, [admission("after", "t2")])
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == [AdmitOutcome.ACCEPTED, AdmitOutcome.ACCEPTED]
+    assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:app")] == [b"before", b"after"]
