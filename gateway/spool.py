@@ -276,6 +276,7 @@ class SpoolingStore:
     async def _drain(self) -> None:
         """Move the spool into Redis until it is empty (see the module docstring)."""
         started, moved = time.monotonic(), 0
+        await self._on_spool("drain", lambda db: db.execute(_DRAIN_INDEX))  # once per drain
         log.info("spool_drain_started", depth=await self._report_depth())
         while self.mode is not Mode.SPOOL and not self._stopping:
             step = await self._on_spool("drain", _read_step)
@@ -336,7 +337,6 @@ class SpoolingStore:
 def _read_step(db: sqlite3.Connection) -> _Step:
     """The next DRAIN_BATCH events of the spool: markers with their undelivered
     rows first; once no marker is left, rows whose marker expired."""
-    db.execute(_DRAIN_INDEX)
     markers = db.execute(
         "SELECT dedup_key, value, expires_at FROM markers ORDER BY rowid LIMIT ?", (DRAIN_BATCH,)
     ).fetchall()

@@ -13,7 +13,6 @@ so each call stays in one Redis Cluster slot):
 from __future__ import annotations
 
 import asyncio
-import random
 import zlib
 from collections.abc import Sequence
 from functools import cached_property
@@ -32,7 +31,7 @@ from gateway.models import Admission, AdmitOutcome, Queued
 from gateway.store import lua, resp
 
 GROUP = "gateway"
-_RETRIES = 2  # re-sends of an admit after a connection error, as the client's Retry
+_RETRIES = 2  # re-sends after a connection error or timeout (the client's and _admit_packed's)
 
 
 class Keys:
@@ -77,6 +76,7 @@ class RedisStore:
         self.keys = Keys(config.key_prefix)
         self.partitions = config.partitions
         self._ttl_ms = max(1, round(config.dedup_ttl * 1000))
+        self._backoff = ExponentialWithJitterBackoff(base=0.01, cap=0.25)
         # A blocking pool waits for a free connection instead of raising
         # "Too many connections"; the wait is bounded by the admit deadline.
         # A blocking XREADGROUP must return before the socket timeout fires.
@@ -86,7 +86,7 @@ class RedisStore:
             timeout=config.admit_deadline,
             socket_timeout=config.socket_timeout + block_ms / 1000,
             socket_connect_timeout=config.connect_timeout,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries=2),
+            retry=Retry(self._backoff, retries=_RETRIES),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             health_check_interval=10,
         )
@@ -128,7 +128,7 @@ class RedisStore:
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if attempt == _RETRIES:
                     raise StoreUnavailable(f"admit failed: {exc}") from exc
-                await asyncio.sleep(random.uniform(0, min(0.25, 0.01 * 2**attempt)))
+                await asyncio.sleep(self._backoff.compute(attempt + 1))
             except RedisError as exc:
                 raise StoreUnavailable(f"admit failed: {exc}") from exc
         raise StoreUnavailable("admit failed: the script could not be loaded")

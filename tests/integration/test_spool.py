@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.support.configs import config_variant
-from tests.support.disks import grow, padded, tiny_tmpfs
+from tests.support.disks import grow, padded, post_until_full, tiny_tmpfs
 from tests.support.processes import GatewayProcess, RedisServer, free_port, wait_until
 from tests.support.simulator import Simulator
 from tests.support.sink import Sink
@@ -159,23 +159,11 @@ def test_a_full_spool_answers_503_and_takes_events_again_once_space_returns(
     gw = spool_gateway(store={"spool": {"max_size": "256KiB"}})
     own_redis.stop()
     sink.default_status = 503  # nothing leaves the spool
-    answers: list[tuple[int, str]] = []
     poster = Poster(gw.port)
     try:
-        for i in range(200):
-            body = padded(with_key(f"full-{i}"))
-            answer = poster.post(body)
-            answers.append((answer.status, answer.headers.get("retry-after", "")))
-            if answer.status == 503:
-                assert answer.json()["error"] == "store_unavailable"
-                break
+        accepted = post_until_full(poster, "full", limit=200)
     finally:
         poster.close()
-    statuses = [s for s, _ in answers]
-    assert statuses[-1] == 503, "the spool never filled"
-    assert set(statuses[:-1]) == {200}
-    assert answers[-1][1]  # Retry-After
-    accepted = len(statuses) - 1
     assert 10 <= accepted < 40  # 256 KiB of ~8 KiB events, less the schema's pages
     assert gw.healthy()
 
@@ -309,17 +297,7 @@ def test_a_full_disk_under_the_spool_answers_503_without_a_crash_and_recovers_wh
     sink.default_status = 503  # nothing leaves the spool
     poster = Poster(gw.port)
     try:
-        statuses = []
-        for i in range(400):
-            answer = poster.post(padded(with_key(f"disk-{i}")))
-            statuses.append(answer.status)
-            if answer.status == 503:
-                assert answer.json()["error"] == "store_unavailable"
-                assert answer.headers["retry-after"]
-                break
-        assert statuses[-1] == 503, "the disk never filled"
-        accepted = len(statuses) - 1
-        assert set(statuses[:-1]) == {200}
+        accepted = post_until_full(poster, "disk")
         assert gw.healthy()  # no crash
         assert "database or disk is full" in gw.logs()  # the disk, not the size cap
         assert poster.post(padded(with_key("disk-still-full"))).status == 503

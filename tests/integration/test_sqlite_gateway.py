@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.test_delivery import load_until_killed
 from tests.support.configs import config_variant
-from tests.support.disks import grow, padded, tiny_tmpfs
+from tests.support.disks import grow, padded, post_until_full, tiny_tmpfs
 from tests.support.processes import ROOT, GatewayProcess, wait_until
 from tests.support.sink import Sink
 from tests.support.webhooks import Poster, post_once, seed, with_key
@@ -115,22 +115,13 @@ def test_a_full_disk_under_the_sqlite_store_answers_503_and_recovers_when_space_
         sink.default_status = 503  # nothing leaves the store
         poster = Poster(gw.port)
         try:
-            statuses = []
-            for i in range(400):
-                answer = poster.post(padded(with_key(f"full-{i}")))
-                statuses.append(answer.status)
-                if answer.status == 503:
-                    assert answer.json()["error"] == "store_unavailable"
-                    assert answer.headers["retry-after"]
-                    break
-            assert statuses[-1] == 503, "the disk never filled"
-            assert set(statuses[:-1]) == {200}
+            accepted = post_until_full(poster, "full")
             assert gw.healthy()
             grow(disk, "8m")
             assert poster.post(padded(with_key("after"))).status == 200
         finally:
             poster.close()
         sink.default_status = 200
-        wanted = {f"full-{i}" for i in range(len(statuses) - 1)} | {"after"}
+        wanted = {f"full-{i}" for i in range(accepted)} | {"after"}
         sink.wait_for(lambda s: wanted <= set(s.delivered()), timeout=15, what="every acked one")
         gw.stop()

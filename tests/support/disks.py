@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.webhooks import Poster, with_key
+
 
 @contextlib.contextmanager
 def tiny_tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
@@ -36,3 +38,17 @@ def grow(where: Path, size: str) -> None:
 def padded(body: bytes) -> bytes:
     """The seed event with ~8 KB more: fills a small disk in a few dozen requests."""
     return body.replace(b'"data": {', f'"pad": "{"x" * 8000}", "data": {{'.encode())
+
+
+def post_until_full(poster: Poster, prefix: str, limit: int = 400) -> int:
+    """Post padded events `<prefix>-<i>` until one is refused; check that every
+    earlier one got a 200 and the refusal is a 503 naming the store, with
+    Retry-After. Returns how many were accepted."""
+    for i in range(limit):
+        answer = poster.post(padded(with_key(f"{prefix}-{i}")))
+        if answer.status == 503:
+            assert answer.json()["error"] == "store_unavailable"
+            assert answer.headers["retry-after"]
+            return i
+        assert answer.status == 200, answer
+    raise AssertionError(f"still accepting after {limit} padded events: it never filled")
