@@ -29,6 +29,7 @@ from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued
 from gateway.store import lua, resp
+from gateway.store.link import Link, LinkSettings
 
 GROUP = "gateway"
 _RETRIES = 2  # re-sends after a connection error or timeout (the client's and _admit_packed's)
@@ -97,6 +98,9 @@ class RedisStore:
         self._retry = register(lua.RETRY)
         self._dead_letter = register(lua.DEAD_LETTER)
         self._promote = register(lua.PROMOTE)
+        settings = LinkSettings.from_url(config.url, config.connect_timeout, config.socket_timeout)
+        self._link = None if settings is None else Link(settings)
+        self._claim_links: dict[tuple[int, str, str], Link] = {}
 
     def partition(self, dedup_key: str) -> int:
         n = self.partitions
@@ -108,33 +112,41 @@ class RedisStore:
             flags = await self._admit_replicated(keys, argv)
         else:
             packed = resp.command((b"EVALSHA", self._admit.sha, len(keys), *keys, *argv))
-            flags = await self._admit_packed(packed)
+            flags = await self._call(self._packed(packed), "admit")
         return [AdmitOutcome(int(flag)) for flag in flags]
 
-    async def _admit_packed(self, packed: bytes) -> Any:
-        """Send the prebuilt EVALSHA, retrying as redis-py's client would:
-        up to _RETRIES more times after a connection error or timeout (safe:
-        the request tokens make a re-sent admit count once), and loading the
-        script once if Redis lost it (a restart empties its script cache)."""
+    async def _packed(
+        self, packed: bytes, *, link: Link | None = None, reply_within: float | None = None
+    ) -> Any:
+        """Send a prebuilt command, retrying as redis-py's client would: up to
+        _RETRIES more times after a connection error or timeout (safe for every
+        caller: a re-sent admit counts once by its request tokens, a re-sent ack
+        or claim changes nothing twice), and loading the scripts once if Redis
+        lost them (a restart empties its script cache). Other errors raise."""
         loaded = False
         for attempt in range(_RETRIES + 1):
             try:
-                return await self._send(packed)
-            except NoScriptError as exc:
+                return await self._send(packed, link or self._link, reply_within)
+            except NoScriptError:
                 if loaded:
-                    raise StoreUnavailable(f"admit failed: {exc}") from exc
-                await self._call(self.redis.script_load(lua.ADMIT), "admit")
+                    raise
+                await self._call(self._load_scripts(), "script load")
                 loaded = True
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError):
                 if attempt == _RETRIES:
-                    raise StoreUnavailable(f"admit failed: {exc}") from exc
+                    raise
                 await asyncio.sleep(self._backoff.compute(attempt + 1))
-            except RedisError as exc:
-                raise StoreUnavailable(f"admit failed: {exc}") from exc
-        raise StoreUnavailable("admit failed: the script could not be loaded")
+        raise NoScriptError("the script could not be loaded")
 
-    async def _send(self, packed: bytes) -> Any:
-        """One prebuilt command on a pooled connection, and its reply."""
+    async def _load_scripts(self) -> None:
+        for script in (lua.ADMIT, lua.ACK):
+            await self.redis.script_load(script)
+
+    async def _send(self, packed: bytes, link: Link | None, reply_within: float | None) -> Any:
+        """One prebuilt command and its reply: on the link (plain TCP or a unix
+        socket), else (TLS) on a connection of redis-py's pool."""
+        if link is not None:
+            return await link.call(packed, reply_within)
         conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command(packed)
@@ -146,6 +158,16 @@ class RedisStore:
             raise
         finally:
             await self._pool.release(conn)
+
+    def _claim_link(self, partition: int, target: str, consumer: str) -> Link | None:
+        """A link of each claiming loop's own: its XREADGROUP blocks in Redis."""
+        if self._link is None:
+            return None
+        key = (partition, target, consumer)
+        link = self._claim_links.get(key)
+        if link is None:
+            link = self._claim_links[key] = Link(self._link.settings)
+        return link
 
     async def _admit_replicated(self, keys: list[str], argv: list[str | bytes | int]) -> Any:
         """The admit script, then WAIT on the same connection: no 200 until
@@ -182,11 +204,15 @@ class RedisStore:
     ) -> list[Queued]:
         """New entries for this consumer (XREADGROUP >): first delivery of each."""
         stream = self.keys.stream(partition, target)
-        read = self.redis.xreadgroup(
-            GROUP, consumer, {stream: ">"}, count=count, block=block_ms or None
+        block = ("BLOCK", block_ms) if block_ms else ()
+        read = resp.command(
+            ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, *block, "STREAMS", stream, ">")
         )
+        link = self._claim_link(partition, target, consumer)
         try:
-            reply: Any = await read
+            reply: Any = await self._packed(
+                read, link=link, reply_within=self._config.socket_timeout + block_ms / 1000
+            )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise StoreUnavailable(f"claim failed: {exc}") from exc
@@ -197,7 +223,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"claim failed: {exc}") from exc
         entries = reply[0][1] if reply else []
-        return [_queued(partition, entry_id, fields, 1) for entry_id, fields in entries]
+        return [_queued(partition, i, _pairs(fields), 1) for i, fields in entries]
 
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
@@ -246,7 +272,8 @@ class RedisStore:
 
     async def ack(self, partition: int, target: str, ids: Sequence[bytes]) -> None:
         stream = self.keys.stream(partition, target)
-        await self._call(self._ack(keys=[stream], args=[GROUP, *ids]), "ack")
+        packed = resp.command((b"EVALSHA", self._ack.sha, 1, stream, GROUP, *ids))
+        await self._call(self._packed(packed), "ack")
 
     async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
         keys = self.keys.retry(entry.partition, target)
@@ -337,6 +364,9 @@ class RedisStore:
         return durability_problems(str(info.get("redis_version", "0")), found)
 
     async def close(self) -> None:
+        for link in (self._link, *self._claim_links.values()):
+            if link is not None:
+                link.close()
         await self.redis.aclose()
         await self._pool.disconnect()
 
@@ -347,6 +377,12 @@ class RedisStore:
             return await awaitable
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{op} failed: {exc}") from exc
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields as a dict (RESP gives them as one flat list)."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
 
 
 def _queued(partition: int, entry_id: bytes, fields: dict[bytes, bytes], count: int) -> Queued:
