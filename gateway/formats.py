@@ -6,6 +6,7 @@ built once per target; per event only the few varying headers are added.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import quote
 
@@ -23,7 +24,12 @@ Request = tuple[bytes, bytes]  # (complete head ending in a blank line, body)
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
+_NEEDS_QUOTING = re.compile(r'[^\x21-\x7e]|["%]').search
+
+
 def ce_header_value(value: str) -> bytes:
+    if _NEEDS_QUOTING(value) is None:  # ids, types, URLs: nothing to encode
+        return value.encode("ascii")
     return quote(value, safe=_SAFE).encode("ascii")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,12 +186,24 @@ def bad_signature(reason: str) -> Rejection:
     return Rejection(reason, status=401, code="bad_signature")
 
 
+_YEAR_9999_END = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def rfc3339(value: int | float | str | None) -> str | None:
     """A provider timestamp (unix seconds) as RFC 3339 UTC; strings pass through."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
         return value or None
+    if isinstance(value, int):
+        if value > _YEAR_9999_END:
+            return None  # RFC 3339 has four-digit years (datetime refuses them too)
+        # Whole seconds, the common case, a third of datetime's cost: the
+        # forwarder renders one per delivery.
+        try:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+        except (OverflowError, OSError, ValueError):
+            return None
     try:
         moment = datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):

@@ -84,6 +84,11 @@ def test_normalization_without_data_has_no_time_subject_or_body() -> None:
         (None, None),
         (True, None),
         (10**20, None),
+        (253402300799, "9999-12-31T23:59:59Z"),
+        (253402300800, None),  # year 10000: not RFC 3339
+        (253402300800.5, None),
+        (-1, "1969-12-31T23:59:59Z"),
+        (0, "1970-01-01T00:00:00Z"),
     ],
 )
 def test_rfc3339(value: object, expected: str | None) -> None:
