@@ -13,11 +13,11 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
   against the gateway with its forwarder on, delivering to a counting sink.
 By default all groups run (drain and e2e only when the gateway is among --systems).
 Writes <out>/<timestamp>.json, .md and .png (the chart: req/s and p50/p99 per system,
-with matplotlib); a full (non-smoke) run also replaces benchmarks/RESULTS.md and
-benchmarks/RESULTS.png. Exits 1 when a system failed to start or produced no
-successful requests (runs with some errors are only flagged), 2 when the harness
-itself could not run (wrk or redis-server missing, Redis did not start), 130 when
-interrupted.
+with matplotlib); a full run (not smoke, every system and scenario) also replaces
+benchmarks/RESULTS.md and benchmarks/RESULTS.png. Exits 1 when a system failed to
+start or produced no successful requests (runs with some errors are only flagged),
+2 when the harness itself could not run (wrk or redis-server missing, Redis did not
+start), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
 RESULTS_CHART = HERE / "RESULTS.png"
+PROFILE = HERE / "PROFILE.md"
 
 DEFAULT_DURATION_S = 10
 SMOKE_DURATION_S = 1
@@ -146,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         delivery=delivered,
         delivery_settings=_delivery_settings(plan, pinning),
     )
-    publish(doc, args.out or _default_out(args.smoke), results=not args.smoke)
+    # Only a complete run replaces RESULTS.md: a partial one (--systems, --scenarios)
+    # would publish targets whose other half was never measured.
+    every = len(args.systems) == len(select(None)) and args.scenarios == GROUPS
+    complete = every and not args.smoke
+    publish(doc, args.out or _default_out(args.smoke), results=complete)
     return verdict(outcomes, delivered)
 
 
@@ -427,11 +432,21 @@ def publish(doc: dict[str, Any], out_dir: Path, *, results: bool) -> None:
             written.append(RESULTS_CHART)
         RESULTS.write_text(
             "# Benchmark results\n\nThe latest full run, written by `benchmarks/run.py`;"
-            " rerun the command below to refresh it.\n\n" + report.markdown(doc, chart=chart_name)
+            " rerun the command below to refresh it.\n\n"
+            + report.markdown(doc, chart=chart_name)
+            + _profile_section()
         )
         written.append(RESULTS)
     for path in written:
         print(f"wrote {path}", flush=True)
+
+
+def _profile_section() -> str:
+    """benchmarks/PROFILE.md (the latest `python -m benchmarks.profile` and what was
+    changed because of it), carried into every RESULTS.md."""
+    if not PROFILE.is_file():
+        return ""
+    return "\n" + PROFILE.read_text()
 
 
 def verdict(outcomes: Sequence[SystemOutcome], delivered: Sequence[DeliveryOutcome] = ()) -> int:
