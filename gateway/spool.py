@@ -40,9 +40,9 @@ import enum
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import structlog
 
@@ -127,11 +127,23 @@ class SpoolingStore:
     def partition(self, dedup_key: str) -> int:
         return self.redis.partition(dedup_key)
 
-    async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
-        if self.mode is Mode.REDIS:
+    def admit(
+        self, partition: int, batch: Sequence[Admission]
+    ) -> Coroutine[Any, Any, list[AdmitOutcome]]:
+        # Redis' call starts now (Store.admit); only its reply is awaited later.
+        first = self.redis.admit(partition, batch) if self.mode is Mode.REDIS else None
+        return self._admit(partition, batch, first)
+
+    async def _admit(
+        self,
+        partition: int,
+        batch: Sequence[Admission],
+        first: Coroutine[Any, Any, list[AdmitOutcome]] | None,
+    ) -> list[AdmitOutcome]:
+        if first is not None:
             try:
                 async with asyncio.timeout(self._wait):
-                    return await self.redis.admit(partition, batch)
+                    return await first
             except (StoreUnavailable, TimeoutError) as exc:
                 self._fail_over(exc)
         try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
 from gateway.models import Admission, AdmitOutcome, Queued
 
@@ -15,11 +15,17 @@ class Store(Protocol):
         """Which partition an event belongs to: one admit call per partition."""
         ...
 
-    async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
+    def admit(
+        self, partition: int, batch: Sequence[Admission]
+    ) -> Coroutine[Any, Any, list[AdmitOutcome]]:
         """Mark every event seen and enqueue it, atomically per event.
 
-        Raises StoreUnavailable when the store refused or could not be reached;
-        then none of the batch may be answered 200.
+        A store may write its call at once, when admit() is called, and only
+        wait for the reply in the coroutine (the Redis store does: the admit
+        batcher calls it from the loop callback that filled the batch, so Redis
+        works while the rest of the tick is parsed). The coroutine must be
+        awaited. Raises StoreUnavailable when the store refused or could not be
+        reached; then none of the batch may be answered 200.
         """
         ...
 

@@ -210,6 +210,14 @@ class Link:
         within = self.settings.timeout if reply_within is None else reply_within
         return await conn.send(packed, within)
 
+    def send_now(self, packed: bytes) -> asyncio.Future[Any] | None:
+        """Write the command now, if connected: its reply's future. None when a
+        connect is needed first (then `call`)."""
+        conn = self._conn
+        if conn is None or not conn.open:
+            return None
+        return conn.send(packed, self.settings.timeout)
+
     async def _connected(self) -> _Protocol:
         # Callers arriving while a connect is under way share it.
         if self._connecting is None:

@@ -12,7 +12,7 @@ from gateway.config import StoreConfig
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.store.redis import RedisStore
 from tests.support.faultproxy import DropReplyProxy
-from tests.support.processes import RedisServer
+from tests.support.processes import RedisServer, wait_until
 from tests.support.stores import store_config as shared_store_config
 
 pytestmark = pytest.mark.integration
@@ -134,7 +134,7 @@ def test_cluster_slot_matches_the_spec_example() -> None:
     assert cluster_slot(b"{user1000}.following") == cluster_slot(b"user1000")
 
 
-def test_lost_reply_is_resent_by_redis_py_and_still_counts_as_accepted(
+def test_lost_reply_is_resent_and_still_counts_as_accepted(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
     proxy = DropReplyProxy(redis_server.port, trigger=b"EVALSHA")
@@ -172,3 +172,26 @@ def test_an_admit_after_redis_lost_its_scripts_loads_the_script_again(
 
     assert asyncio.run(scenario()) == [AdmitOutcome.ACCEPTED, AdmitOutcome.ACCEPTED]
     assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:app")] == [b"before", b"after"]
+
+
+def test_the_admit_call_is_written_when_admit_is_called_not_when_awaited(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Store.admit's contract for the Redis store: the batcher calls it inside the
+    loop callback that filled the batch, so Redis gets the call then."""
+
+    async def scenario() -> tuple[int, list[AdmitOutcome]]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.admit(0, [admission("warm", "t0")])  # connects the link
+            reply = store.admit(0, [admission("early", "t1")])
+            # Not awaited yet, and the loop does not turn while we wait here:
+            # only a call already on the wire can reach Redis.
+            wait_until(lambda: redis_db.xlen("{gw:0}:q:app") == 2, 5, "the early call in Redis")
+            return redis_db.xlen("{gw:0}:q:app"), await reply
+        finally:
+            await store.close()
+
+    queued, outcomes = asyncio.run(scenario())
+    assert queued == 2
+    assert outcomes == [AdmitOutcome.ACCEPTED]

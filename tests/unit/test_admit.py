@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
-from gateway.admit import AdmitBatcher
+from gateway.admit import ADMIT_CHUNK, AdmitBatcher
 from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome, body_digest
@@ -62,3 +63,55 @@ def test_a_failed_store_call_answers_every_request_none_and_the_task_ends_cleanl
 
 def test_outcomes_that_cannot_be_paired_answer_none() -> None:
     assert submit_three(Recording([AdmitOutcome.ACCEPTED])) == [None, None, None]
+
+
+class Eager(Recording):
+    """A store that starts its call when admit() is called, as the Redis store
+    writes its EVALSHA then (Store.admit), and only the reply is awaited."""
+
+    def admit(  # type: ignore[override]
+        self, partition: int, batch: Sequence[Admission]
+    ) -> Coroutine[Any, Any, list[AdmitOutcome]]:
+        self.calls.append([a.key for a in batch])
+        if isinstance(self.answer, Exception):
+            raise self.answer  # the call could not even be built
+        return self._reply(len(batch))
+
+    async def _reply(self, size: int) -> list[AdmitOutcome]:
+        assert isinstance(self.answer, list)
+        return self.answer[:size]
+
+
+def test_a_full_chunk_goes_to_the_store_inside_the_callback_that_filled_it() -> None:
+    store = Eager([AdmitOutcome.ACCEPTED] * (ADMIT_CHUNK + 1))
+
+    async def main() -> tuple[list[list[str]], list[list[str]], int]:
+        batcher = AdmitBatcher(store, 1.0, Metrics())  # type: ignore[arg-type]
+        answered: list[AdmitOutcome | None] = []
+        keys = [f"k{n}" for n in range(ADMIT_CHUNK + 1)]
+        for key in keys:
+            batcher.submit(admission(key), lambda o, _: answered.append(o))
+        within_the_tick = [list(c) for c in store.calls]  # nothing awaited yet
+        await asyncio.sleep(0)  # the end-of-tick flush sends the rest
+        await asyncio.gather(*list(batcher._calls))
+        return within_the_tick, store.calls, len(answered)
+
+    within_the_tick, calls, answered = asyncio.run(main())
+    assert within_the_tick == [[f"k{n}" for n in range(ADMIT_CHUNK)]]
+    assert calls == [*within_the_tick, [f"k{ADMIT_CHUNK}"]]
+    assert answered == ADMIT_CHUNK + 1
+
+
+def test_a_store_call_that_cannot_be_built_answers_every_request_none() -> None:
+    store = Eager(ValueError("a bug while packing"))
+
+    async def main() -> list[AdmitOutcome | None]:
+        batcher = AdmitBatcher(store, 1.0, Metrics())  # type: ignore[arg-type]
+        got: list[AdmitOutcome | None] = []
+        for key in ("a", "b"):
+            batcher.submit(admission(key), lambda o, _: got.append(o))
+        await asyncio.sleep(0)
+        await asyncio.gather(*list(batcher._calls))
+        return got
+
+    assert asyncio.run(main()) == [None, None]
