@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import httptools
 
@@ -50,8 +49,7 @@ class _Unanswered(ProtocolError):
     """The connection closed before a single byte of the response arrived."""
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):  # one per delivery: cheaper to build than a frozen dataclass
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # names lower-cased, in arrival order
     body: bytes  # at most the pool's `max_body` bytes: the rest was read and discarded
