@@ -107,6 +107,10 @@ SCENARIOS = (
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.republish is not None:
+        # RESULTS.md again from a recorded full run, e.g. after benchmarks/PROFILE.md changed.
+        publish(json.loads(args.republish.read_text()), args.republish.parent, results=True)
+        return 0
     missing = [tool for tool in required_tools(args.scenarios) if shutil.which(tool) is None]
     if missing:
         print(f"error: not on PATH: {', '.join(missing)}", file=sys.stderr)
@@ -190,6 +194,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=int,
         help=f"events per delivery drain (default {delivery.DEFAULT_EVENTS:,},"
         f" smoke {delivery.SMOKE_EVENTS:,})",
+    )
+    parser.add_argument(
+        "--republish",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: rewrite RESULTS.md/.png from a full run's JSON (and PROFILE.md)",
     )
     args = parser.parse_args(argv)
     try:
