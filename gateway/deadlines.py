@@ -30,11 +30,7 @@ import enum
 from collections.abc import Callable
 
 from gateway.config import Limits
-
-# uvloop's clock and timers have millisecond resolution: a timer may fire a
-# fraction of a millisecond before its deadline by `loop.time()`. Treat that as
-# due rather than re-arming for the remainder again and again.
-CLOCK_SLACK = 0.002
+from gateway.timers import CLOCK_SLACK
 
 
 class Phase(enum.Enum):

@@ -17,11 +17,10 @@ from typing import NamedTuple, cast
 
 import httptools
 
+from gateway.timers import LazyTimer, early
+
 MAX_BODY = 1 << 20  # the app's reply is only logged as an excerpt; the rest is discarded
 MAX_HEAD = 64 << 10  # llhttp buffers a header block without limit, so we bound it
-# uvloop's timers have millisecond resolution: one may fire a little before its
-# deadline by loop.time(). That is due, not a reason to re-arm for the remainder.
-CLOCK_SLACK = 0.002
 
 
 class UpstreamError(Exception):
@@ -75,7 +74,6 @@ class _Connection(asyncio.Protocol):
         "_received",
         "_status",
         "_timer",
-        "_timer_at",
         "_waiter",
         "keep_alive",
         "transport",
@@ -90,8 +88,7 @@ class _Connection(asyncio.Protocol):
         self._received = False
         self._head_size = 0
         self._due = 0.0  # the request's deadline on the loop clock
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = LazyTimer(self._on_timer)
         self._new_message()
 
     def _new_message(self) -> None:
@@ -114,38 +111,19 @@ class _Connection(asyncio.Protocol):
         self._head_size = 0
         self._new_message()
         self._due = deadline
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(loop, deadline)
+        self._timer.due_by(loop, deadline)  # one timer per connection: gateway/timers.py
         self.transport.write(data)
         return waiter
 
-    # The request timeout is one timer per connection, re-armed lazily: a request
-    # only moves it when its deadline is earlier than the armed one. Otherwise the
-    # timer fires, finds a later deadline (or nothing in flight) and re-arms (or
-    # stops), so a keep-alive connection serving quick requests costs about one
-    # timer per `timeout`, not one per request (asyncio.timeout per request was
-    # 7 % of the forwarder's CPU: benchmarks/cpu_per_delivery.sh).
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._on_timer)
-        self._timer_at = when
-
     def _on_timer(self) -> None:
-        self._timer = None
         if self._waiter is None:
             return
         loop = asyncio.get_running_loop()
-        if loop.time() + CLOCK_SLACK < self._due:
-            self._arm(loop, self._due)
+        if early(loop, self._due):
+            self._timer.due_by(loop, self._due)
             return
         timeout = self._pool.timeout
         self._fail(UpstreamTimeout(f"no complete response within {timeout}s"))
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     # -- asyncio callbacks ---------------------------------------------------
 
@@ -158,7 +136,7 @@ class _Connection(asyncio.Protocol):
         self._pool._opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._timer.cancel()
         self._pool._lost(self)
         if self._waiter is None:
             return

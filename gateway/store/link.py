@@ -35,14 +35,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.store import resp
+from gateway.timers import LazyTimer, early
 
 _ERRORS: tuple[tuple[str, type[ResponseError] | type[RedisConnectionError]], ...] = (
     ("NOSCRIPT", NoScriptError),
     ("LOADING", BusyLoadingError),  # a ConnectionError in redis-py: retried, as there
     ("READONLY", ReadOnlyError),
 )
-# uvloop's timers have millisecond resolution: one may fire a little early.
-_CLOCK_SLACK = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +102,7 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._waiters: deque[tuple[asyncio.Future[Any], float]] = deque()  # (call, due)
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = LazyTimer(self._on_timer)
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,27 +120,17 @@ class _Protocol(asyncio.Protocol):
             return call
         due = loop.time() + timeout
         self._waiters.append((call, due))
-        # One timer per connection, re-armed lazily (as gateway/upstream.py's):
-        # calls only move it earlier; otherwise it fires and re-arms for the oldest.
-        if self._timer is None or due < self._timer_at:
-            self._arm(loop, due)
+        self._timer.due_by(loop, due)  # one timer per connection: gateway/timers.py
         self._transport.write(packed)
         return call
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._on_timer)
-        self._timer_at = when
-
     def _on_timer(self) -> None:
-        self._timer = None
         if not self._waiters:
             return
         loop = asyncio.get_running_loop()
         due = self._waiters[0][1]
-        if loop.time() + _CLOCK_SLACK < due:
-            self._arm(loop, due)
+        if early(loop, due):
+            self._timer.due_by(loop, due)
             return
         self._drop(RedisTimeoutError(f"no reply from {self._where} in time"))
 
@@ -185,9 +173,7 @@ class _Protocol(asyncio.Protocol):
             self._transport.abort()
 
     def _fail_all(self, error: Exception) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         while self._waiters:
             call, _ = self._waiters.popleft()
             if not call.done():

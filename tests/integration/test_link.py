@@ -44,6 +44,15 @@ def call(link: Link, *args: str | int, within: float | None = None) -> Awaitable
     return link.call(command(args), within)
 
 
+async def ping_refused(link: Link) -> str:
+    """The ConnectionError's text of a PING that could not be made ("answered" if it was)."""
+    try:
+        await call(link, "PING")
+    except RedisConnectionError as exc:
+        return str(exc)
+    return "answered"
+
+
 def test_concurrent_callers_share_one_connection_and_each_gets_its_own_reply(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
@@ -139,15 +148,7 @@ def test_a_restarted_redis_fails_the_call_in_flight_and_the_next_call_reconnects
 
 def test_nothing_listening_is_a_connection_error_naming_the_address() -> None:
     port = free_port()
-
-    async def scenario(link: Link) -> str:
-        try:
-            await call(link, "PING")
-        except RedisConnectionError as exc:
-            return str(exc)
-        return "answered"
-
-    assert f"127.0.0.1:{port}" in run(f"redis://127.0.0.1:{port}/0", scenario)
+    assert f"127.0.0.1:{port}" in run(f"redis://127.0.0.1:{port}/0", ping_refused)
 
 
 def test_password_and_database_from_the_url_are_used_on_every_connection() -> None:
@@ -158,15 +159,7 @@ def test_password_and_database_from_the_url_are_used_on_every_connection() -> No
         check = redis.Redis(port=server.port, password="s3cret", db=3)
         assert check.get("where") == b"db3"
         check.close()
-
-        async def wrong(link: Link) -> str:
-            try:
-                await call(link, "PING")
-            except RedisConnectionError as exc:
-                return str(exc)
-            return "answered"
-
-        refused = run(f"redis://:wrong@127.0.0.1:{server.port}/0", wrong)
+        refused = run(f"redis://:wrong@127.0.0.1:{server.port}/0", ping_refused)
         assert refused.startswith(f"connect to 127.0.0.1:{server.port}:")
         assert "WRONGPASS" in refused
     finally:
