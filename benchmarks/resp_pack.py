@@ -15,7 +15,7 @@ from redis.asyncio.connection import Connection
 from benchmarks.sizing import admissions
 from gateway.models import Admission
 from gateway.store import resp
-from gateway.store.redis import Keys, admit_arguments, packed_admit
+from gateway.store.redis_shapes import Keys, admit_arguments, packed_admit
 
 SHA = "0" * 40
 

@@ -6,7 +6,7 @@ back on the target's queue with a fresh attempt count, so the running
 gateway delivers it) or drops it (`purge`).
 
 The commands speak to a small `DeadLetters` interface, implemented over the
-Redis store (`RedisDeadLetters`; key shapes stay in gateway.store.redis) and
+Redis store (`RedisDeadLetters`; key shapes stay in gateway.store.redis_shapes) and
 the SQLite store (`SqliteDeadLetters`; SQL stays in gateway.store.sqlite).
 
 Output: the command's results on stdout, one line each, then a count line;

@@ -1,13 +1,6 @@
 """The Redis store: atomic admit per partition, and the delivery queue.
 
-Key layout (every key of one call shares the `{prefix:partition}` hash tag,
-so each call stays in one Redis Cluster slot):
-
-    {gw:0}:idem:<source>:<event>:<key>   dedup marker, value = request token, PX = dedup TTL
-    {gw:0}:q:<target>                    the target's stream of undelivered events
-    {gw:0}:retry:<target>                sorted set: old entry id -> due time (ms)
-    {gw:0}:retrydata:<target>            hash: old entry id -> the event waiting to retry
-    {gw:0}:dead:<target>                 dead-letter stream
+The key layout and the calls' shapes are in gateway/store/redis_shapes.py.
 """
 
 from __future__ import annotations
@@ -30,56 +23,19 @@ from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued
 from gateway.store import lua, resp
 from gateway.store.link import Link, LinkSettings
+from gateway.store.redis_shapes import (
+    Keys,
+    admit_arguments,
+    durability_problems,
+    packed_admit,
+    pairs,
+    queued,
+)
+
+__all__ = ["GROUP", "Keys", "RedisStore", "admit_arguments", "durability_problems", "packed_admit"]
 
 GROUP = "gateway"
-_RETRIES = 2  # re-sends after a connection error or timeout (the client's and _admit_packed's)
-
-
-class Keys:
-    """Named key builders: the only place key shapes are written."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def tag(self, partition: int) -> str:
-        return f"{{{self.prefix}:{partition}}}"
-
-    def marker(self, partition: int, dedup_key: str) -> str:
-        return f"{self.tag(partition)}:idem:{dedup_key}"
-
-    def stream(self, partition: int, target: str) -> str:
-        return f"{self.tag(partition)}:q:{target}"
-
-    def retry(self, partition: int, target: str) -> list[str]:
-        tag = self.tag(partition)
-        return [f"{tag}:q:{target}", f"{tag}:retry:{target}", f"{tag}:retrydata:{target}"]
-
-    def dead(self, partition: int, target: str) -> str:
-        return f"{self.tag(partition)}:dead:{target}"
-
-
-def admit_arguments(
-    keys: Keys, partition: int, batch: Sequence[Admission], ttl_ms: int
-) -> tuple[list[str], list[str | bytes | int]]:
-    """KEYS and ARGV of one admit call (pure, so it is tested without Redis)."""
-    markers = [keys.marker(partition, a.dedup_key) for a in batch]
-    streams: dict[str, int] = {}
-    argv: list[str | bytes | int] = [ttl_ms, len(batch)]
-    for a in batch:
-        offsets = [streams.setdefault(t, len(streams) + 1) for t in a.targets]
-        argv += [a.token, a.source, a.event_type, a.key, a.body, a.digest, len(offsets), *offsets]
-    return markers + [keys.stream(partition, t) for t in streams], argv
-
-
-def packed_admit(
-    packer: resp.AdmitPacker, keys: Keys, partition: int, batch: Sequence[Admission], ttl_ms: int
-) -> bytes:
-    """The EVALSHA of admit_arguments' KEYS and ARGV, built in one pass."""
-    markers = [keys.marker(partition, a.dedup_key) for a in batch]
-    streams: dict[str, int] = {}
-    offsets = [[streams.setdefault(t, len(streams) + 1) for t in a.targets] for a in batch]
-    names = [keys.stream(partition, t) for t in streams]
-    return packer.pack(markers, names, ttl_ms, batch, offsets)
+_RETRIES = 2  # re-sends after a connection error or timeout (redis-py's client and _packed)
 
 
 class RedisStore:
@@ -257,7 +213,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"claim failed: {exc}") from exc
         entries = reply[0][1] if reply else []
-        return [_queued(partition, i, _pairs(fields), 1) for i, fields in entries]
+        return [queued(partition, i, pairs(fields), 1) for i, fields in entries]
 
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
@@ -302,7 +258,7 @@ class RedisStore:
             "claim",
         )
         counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        return [_queued(partition, i, f, counts.get(i, 1)) for i, f in entries]
+        return [queued(partition, i, f, counts.get(i, 1)) for i, f in entries]
 
     async def ack(self, partition: int, target: str, ids: Sequence[bytes]) -> None:
         stream = self.keys.stream(partition, target)
@@ -411,46 +367,3 @@ class RedisStore:
             return await awaitable
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{op} failed: {exc}") from exc
-
-
-def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
-    """A stream entry's fields as a dict (RESP gives them as one flat list)."""
-    it = iter(flat)
-    return dict(zip(it, it, strict=True))
-
-
-def _queued(partition: int, entry_id: bytes, fields: dict[bytes, bytes], count: int) -> Queued:
-    return Queued(
-        partition=partition,
-        id=entry_id,
-        source=fields[b"source"].decode(),
-        event_type=fields[b"type"].decode(),
-        key=fields[b"key"].decode(),
-        body=fields[b"body"],
-        attempt=int(fields.get(b"attempts", 0)) + count,
-    )
-
-
-def durability_problems(version: str, settings: dict[str, str]) -> list[str]:
-    problems = []
-    if _version_tuple(version) < (7, 0):
-        problems.append(f"Redis {version} is older than 7.0: the admit script needs 7.0")
-    policy = settings.get("maxmemory-policy", "")
-    if policy and policy != "noeviction":
-        problems.append(
-            f"maxmemory-policy is {policy}: eviction can delete dedup markers or queued "
-            "events; set it to noeviction"
-        )
-    if settings.get("appendonly", "") == "no":
-        problems.append(
-            "appendonly is no: a Redis restart loses every event queued since the last "
-            "snapshot; enable AOF (appendonly yes, appendfsync everysec or always)"
-        )
-    return problems
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        return (0,)

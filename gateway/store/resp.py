@@ -33,7 +33,7 @@ def command(args: Iterable[str | bytes | int]) -> bytes:
 
 class AdmitPacker:
     """The admit call's bytes (lua.ADMIT's KEYS and ARGV, see
-    gateway.store.redis.admit_arguments) built in one pass.
+    gateway.store.redis_shapes.admit_arguments) built in one pass.
 
     The top Python frame of the ingest profile was `command` on this call (9.5 %
     of samples, benchmarks.profile): per event it took eleven arguments one by

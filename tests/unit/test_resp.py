@@ -9,7 +9,7 @@ from redis.asyncio.connection import Connection
 
 from gateway.models import Admission, body_digest
 from gateway.store import resp
-from gateway.store.redis import Keys, admit_arguments, packed_admit
+from gateway.store.redis_shapes import Keys, admit_arguments, packed_admit
 
 
 def packed_by_redis_py(args: tuple[str | bytes | int, ...]) -> bytes:
