@@ -29,7 +29,7 @@ from gateway.metrics import Metrics, TargetMetrics
 from gateway.models import Queued
 from gateway.policy import Verdict, judge, next_delay
 from gateway.store import DeliveryStore
-from gateway.upstream import ConnectError, Pool, UpstreamError, UpstreamTimeout
+from gateway.upstream import ConnectError, Pool, Response, UpstreamError, UpstreamTimeout
 
 log = structlog.get_logger("gateway.forwarder")
 
@@ -273,12 +273,13 @@ class TargetForwarder:
         except UnknownSource as exc:
             await self._dead_letter(entry, 0, str(exc))
             return
-        status, error, retry_after = await self._attempt(head, body)
+        status, error, response = await self._attempt(head, body)
         verdict = judge(status)
         if verdict is Verdict.DELIVERED:
             self._ack_later(entry)
         elif verdict is Verdict.RETRY and entry.attempt < self.target.max_attempts:
             bounds = (self.target.backoff.initial, self.target.backoff.max)
+            retry_after = None if response is None else response.header(b"retry-after")
             delay = next_delay(entry.attempt, status, retry_after, bounds, time.time(), self._rng)
             due_ms = int((time.time() + delay) * 1000)
             await self._settle(self._store.retry_later(entry, self.target.name, due_ms))
@@ -286,8 +287,8 @@ class TargetForwarder:
         else:
             await self._dead_letter(entry, status, error or f"HTTP {status}")
 
-    async def _attempt(self, head: bytes, body: bytes) -> tuple[int, str, bytes | None]:
-        """One HTTP attempt: (status or 0, error text, Retry-After header)."""
+    async def _attempt(self, head: bytes, body: bytes) -> tuple[int, str, Response | None]:
+        """One HTTP attempt: (status or 0, error text, the response if one came)."""
         started = time.perf_counter()
         try:
             response = await self._pool.request(head, body)
@@ -298,7 +299,7 @@ class TargetForwarder:
         self._metrics.duration.observe(time.perf_counter() - started)
         ok = 200 <= response.status < 300
         self._metrics.outcome("delivered" if ok else "http_error")
-        return response.status, "", response.header(b"retry-after")
+        return response.status, "", response
 
     async def _dead_letter(self, entry: Queued, status: int, error: str) -> None:
         now_ms = int(time.time() * 1000)

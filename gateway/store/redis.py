@@ -27,8 +27,8 @@ from gateway.store.redis_shapes import (
     Keys,
     admit_arguments,
     durability_problems,
+    first_claim,
     packed_admit,
-    pairs,
     queued,
 )
 
@@ -213,7 +213,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"claim failed: {exc}") from exc
         entries = reply[0][1] if reply else []
-        return [queued(partition, i, pairs(fields), 1) for i, fields in entries]
+        return [first_claim(partition, i, fields) for i, fields in entries]
 
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"

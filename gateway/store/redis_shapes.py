@@ -73,6 +73,21 @@ def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(it, it, strict=True))
 
 
+_FRESH = [b"source", b"type", b"key", b"body"]  # the admit script's XADD, in its order
+
+
+def first_claim(partition: int, entry_id: bytes, flat: list[bytes]) -> Queued:
+    """An entry read for the first time (XREADGROUP >), from its flat field list.
+    Entries the admit script wrote are read by position, without a dict (a tenth of
+    the drain's claim cost); any other shape (a retried entry) goes through pairs()."""
+    if len(flat) == 8 and flat[0::2] == _FRESH:
+        source, event_type, key, body = flat[1::2]
+        return Queued(
+            partition, entry_id, source.decode(), event_type.decode(), key.decode(), body, 1
+        )
+    return queued(partition, entry_id, pairs(flat), 1)
+
+
 def queued(partition: int, entry_id: bytes, fields: dict[bytes, bytes], count: int) -> Queued:
     return Queued(
         partition=partition,
