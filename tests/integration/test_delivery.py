@@ -199,6 +199,30 @@ def test_sigterm_lets_in_flight_deliveries_finish(
     wait_until(lambda: settled(redis_db), what="the in-flight deliveries to be acked")
 
 
+def test_at_sigterm_entries_claimed_ahead_are_delivered_within_the_grace(
+    start_gateway: Callable[..., GatewayProcess],
+    sink: Sink,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    # concurrency 2: a claim budget of 3 (PREFETCH 0.5), so with both lanes busy
+    # one more entry waits in memory, and the other three stay unclaimed.
+    sink.delay = 0.5
+    config = config_variant(tmp_path, {"targets": {"app": {"concurrency": 2}}})
+    gw = start_gateway(config=config)
+    for i in range(6):
+        assert post_once(gw.port, with_key(f"p-{i}")).status == 200
+    sink.wait_for(lambda s: len(s.received()) == 2, what="both lanes busy")
+    wait_until(
+        lambda: redis_db.xpending(STREAM, "gateway")["pending"] == 3, what="one claimed ahead"
+    )
+    gw.signal(signal.SIGTERM)
+    assert gw.wait(20) == 0
+    assert len(sink.received()) == 3  # the two in flight, then the one claimed ahead
+    assert redis_db.xpending(STREAM, "gateway")["pending"] == 0  # all three acked
+    assert redis_db.xlen(STREAM) == 3  # the rest still queued for the next start
+
+
 def load_until_killed(gw: GatewayProcess, enough: Callable[[int], bool], signum: int) -> list[str]:
     acked: list[str] = []
     stop = threading.Event()
