@@ -8,8 +8,8 @@ trip to the store. At shutdown they are delivered within the grace; any left
 stay pending, resumed by this consumer name or reclaimed after the visibility
 timeout. The attempt number is counted durably before the attempt: Redis
 raises an entry's delivery counter as part of the claim. Ack, retry
-and dead-letter bookkeeping run as owned tasks awaited through a shield, so
-cancelling a delivery at shutdown cannot cut them in half.
+and dead-letter writes are gateway/bookkeeping.py's: owned tasks awaited through
+a shield, so cancelling a delivery at shutdown cannot cut them in half.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from gateway.bookkeeping import Bookkeeping
 from gateway.config import ForwarderConfig, SourceConfig, TargetConfig
 from gateway.errors import StoreUnavailable
 from gateway.formats import Renderer, UnknownSource
@@ -41,7 +42,6 @@ BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
 _IDLE_RETRY = 1.0  # seconds between store calls while the store is down
 _DEPTH_INTERVAL = 2.0  # seconds between queue depth readings
 _LOOP_STOP_TIMEOUT = 2.0
-ACK_DELAY = 0.002  # seconds an ack waits to share its Redis call with others
 CLAIM_GATHER = 0.002  # seconds a claim waits for more free slots (see _wait_for_slot)
 # Claimed entries that may wait for a lane, as a share of `concurrency`. With none,
 # lanes sat idle for each claim's round trip while ingest kept Redis busy: under the
@@ -101,8 +101,7 @@ class TargetForwarder:
         self._ready: deque[Queued] = deque()  # claimed while no lane was waiting yet
         self._busy: set[asyncio.Task[None]] = set()  # lanes in a delivery
         self._delivering: set[tuple[int, bytes]] = set()  # (partition, entry id) in flight
-        self._bookkeeping: set[asyncio.Task[Any]] = set()
-        self._acks: dict[int, list[bytes]] = {}
+        self._bookkeeping = Bookkeeping(store, target.name)
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self._outage_logged = -_OUTAGE_LOG_INTERVAL
@@ -287,13 +286,13 @@ class TargetForwarder:
         status, error, response = await self._attempt(head, body)
         verdict = judge(status)
         if verdict is Verdict.DELIVERED:
-            self._ack_later(entry)
+            self._bookkeeping.ack_later(entry)
         elif verdict is Verdict.RETRY and entry.attempt < self.target.max_attempts:
             bounds = (self.target.backoff.initial, self.target.backoff.max)
             retry_after = None if response is None else response.header(b"retry-after")
             delay = next_delay(entry.attempt, status, retry_after, bounds, time.time(), self._rng)
             due_ms = int((time.time() + delay) * 1000)
-            await self._settle(self._store.retry_later(entry, self.target.name, due_ms))
+            await self._bookkeeping.settle(self._store.retry_later(entry, self.target.name, due_ms))
             self._retry_scheduled.set()
         else:
             await self._dead_letter(entry, status, error or f"HTTP {status}")
@@ -314,7 +313,7 @@ class TargetForwarder:
 
     async def _dead_letter(self, entry: Queued, status: int, error: str) -> None:
         now_ms = int(time.time() * 1000)
-        await self._settle(
+        await self._bookkeeping.settle(
             self._store.dead_letter(entry, self.target.name, status, error[:500], now_ms)
         )
         self._metrics.dead_letters.inc()
@@ -327,32 +326,6 @@ class TargetForwarder:
             attempts=entry.attempt,
             error=error[:200],
         )
-
-    # -- bookkeeping ----------------------------------------------------------
-
-    def _ack_later(self, entry: Queued) -> None:
-        """Acks of ACK_DELAY go to Redis as one call per partition. Per loop tick
-        they were 18 ids a call; 2 ms makes them about 45 and took 4-7 µs off the
-        forwarder's CPU per event (benchmarks/cpu_per_delivery.sh: each redis-py
-        call costs ~110 µs of CPU here). An ack held back is at worst one more
-        delivery after a crash in those 2 ms: at-least-once, as ever."""
-        if not self._acks:
-            asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_acks)
-        self._acks.setdefault(entry.partition, []).append(entry.id)
-
-    def _flush_acks(self) -> None:
-        acks, self._acks = self._acks, {}
-        for partition, ids in acks.items():
-            self._own(self._store.ack(partition, self.target.name, ids))
-
-    async def _settle(self, call: Coroutine[Any, Any, None]) -> None:
-        await asyncio.shield(self._own(call))
-
-    def _own(self, call: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(_logged(call, self.target.name))
-        self._bookkeeping.add(task)
-        task.add_done_callback(self._bookkeeping.discard)
-        return task
 
     # -- shutdown -------------------------------------------------------------
 
@@ -376,10 +349,7 @@ class TargetForwarder:
             for lane in late:
                 lane.cancel()  # its entry stays pending: delivered after the restart
         await asyncio.gather(*self._lanes, return_exceptions=True)
-        if self._acks:
-            self._flush_acks()
-        if self._bookkeeping:
-            await asyncio.wait(set(self._bookkeeping), timeout=max(grace, 1.0))
+        await self._bookkeeping.finish(within=max(grace, 1.0))
         await self._pool.aclose()
 
     def __repr__(self) -> str:
@@ -426,12 +396,3 @@ def _error_outcome(exc: UpstreamError) -> str:
 async def _until_stopped(loop_body: Coroutine[Any, Any, None]) -> None:
     with contextlib.suppress(_Stopped):
         await loop_body
-
-
-async def _logged(call: Coroutine[Any, Any, None], target: str) -> None:
-    try:
-        await call
-    except StoreUnavailable as exc:
-        # The entry stays pending and is claimed again after the visibility
-        # timeout: a possible duplicate delivery, never a lost event.
-        log.error("forwarder_bookkeeping_failed", target=target, error=str(exc))
