@@ -22,7 +22,8 @@ from gateway.config import Config, load
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.routing import Routes
 from gateway.sources import build_source
-from gateway.store.redis import GROUP, Keys, RedisStore
+from gateway.store.redis import GROUP, RedisStore
+from gateway.store.redis_shapes import Keys
 
 SEED = REPO / "tests/fixtures/inboxcomponents/message.received.json"
 ADMIT_BATCH = 1000  # events per admit call: what one busy loop tick of the gateway carries

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import signal
-import sys
 from typing import Any, cast
 
-import httptools
 import redis.asyncio as aioredis
 import uvloop
+
+from benchmarks.serving import BAD_REQUEST, ReplyingProtocol, serve_until_signal
 
 # One call per tick: KEYS = the batch's markers, then the stream. ARGV = ttl_ms,
 # source, type, then key and body per event. Returns 1 (new) or 0 (seen) per event.
@@ -77,7 +76,6 @@ UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
     b"Connection: close\r\n\r\n"
 )
-BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def idempotency_key(body: bytes) -> bytes | None:
@@ -153,28 +151,15 @@ class Backend:
                 conn.answer(slot, (ACCEPTED if flags[i] else DUPLICATE)[not slot.keep_alive])
 
 
-class RedisProtocol(asyncio.Protocol):
+class RedisProtocol(ReplyingProtocol):
     """One connection: collect each POST's body, hand it to the backend, reply in order."""
 
-    __slots__ = ("_backend", "_body", "_parser", "_pending", "_transport")
-
-    _transport: asyncio.Transport
-    _parser: httptools.HttpRequestParser
+    __slots__ = ("_backend", "_body", "_pending")
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._body: list[bytes] = []
         self._pending: collections.deque[Slot] = collections.deque()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._parser = httptools.HttpRequestParser(self)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:  # also covers HttpParserUpgrade
-            self._write(BAD_REQUEST, close=True)
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -202,36 +187,14 @@ class RedisProtocol(asyncio.Protocol):
             reply = cast(bytes, done.reply)
             self._write(reply, close=not done.keep_alive or reply in (BAD_REQUEST, UNAVAILABLE))
 
-    # A client that sends but never reads would grow our write buffer without
-    # bound; stop reading its requests until it drains the replies.
-    def pause_writing(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._transport.resume_reading()
-
-    def _write(self, response: bytes, *, close: bool) -> None:
-        if self._transport.is_closing():
-            return
-        self._transport.write(response)
-        if close:
-            self._transport.close()
-
 
 async def serve(host: str, port: int, store_url: str, mode: str) -> None:
     """Serve until SIGTERM or SIGINT, then close the listener and return."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     client = aioredis.Redis.from_url(store_url)
     await client.ping()  # ready means Redis answers too
     backend = Backend(client, mode)
-    server = await loop.create_server(lambda: RedisProtocol(backend), host, port, backlog=4096)
-    print(f"bare_redis ({mode}) listening on {host}:{port}", file=sys.stderr, flush=True)
     try:
-        async with server:
-            await stop.wait()
+        await serve_until_signal(lambda: RedisProtocol(backend), host, port, f"bare_redis ({mode})")
     finally:
         await client.aclose()
 

@@ -137,7 +137,7 @@ def report(starts: list[float], samples: list[tuple[int, float]], events: int) -
         "",
         f"Run {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: `python -m benchmarks.footprint"
         f" --events {events} --starts {len(starts)}` ({os.cpu_count()} CPUs; gateway pinned"
-        " to CPU 0, wrk/Redis/sink on the others).",
+        " to CPU 0, wrk and the sink on the others, Redis unpinned).",
         "",
         "| measure | value |",
         "|---|--:|",

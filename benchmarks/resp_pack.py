@@ -25,8 +25,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=64)
     count = parser.parse_args().events
     batch, names, ttl = admissions(count, ("app",)), Keys("gw"), 86_400_000
-    keys, argv = admit_arguments(names, 0, batch, ttl)
-    args = ("EVALSHA", SHA, len(keys), *keys, *argv)
+    args = _args(names, batch, ttl)
     client = Connection()
     packer = resp.AdmitPacker(SHA)
     assert b"".join(client.pack_command(*args)) == resp.command(args)

@@ -10,17 +10,14 @@ POSTs so far as a plain decimal body. Anything else gets 404 (not counted).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-from typing import cast
 
-import httptools
 import uvloop
+
+from benchmarks.serving import ReplyingProtocol, serve_until_signal
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 COUNT_PATH = b"/count"
 
 
@@ -38,28 +35,14 @@ class Counter:
         return head % len(body) + body
 
 
-class SinkProtocol(asyncio.Protocol):
+class SinkProtocol(ReplyingProtocol):
     """One connection: count each POST and answer 200; `GET /count` answers the count."""
 
-    __slots__ = ("_counter", "_parser", "_transport", "_url")
-
-    _transport: asyncio.Transport
-    _parser: httptools.HttpRequestParser
+    __slots__ = ("_counter", "_url")
 
     def __init__(self, counter: Counter) -> None:
         self._counter = counter
         self._url = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._parser = httptools.HttpRequestParser(self)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:  # also covers HttpParserUpgrade
-            self._transport.write(BAD_REQUEST)
-            self._transport.close()
 
     def on_message_begin(self) -> None:
         self._url = b""
@@ -76,30 +59,13 @@ class SinkProtocol(asyncio.Protocol):
             reply = self._counter.reply()
         else:
             reply = NOT_FOUND
-        if not self._transport.is_closing():
-            self._transport.write(reply)
-            if not self._parser.should_keep_alive():
-                self._transport.close()
-
-    # A client that sends but never reads: stop reading until it drains our replies.
-    def pause_writing(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._transport.resume_reading()
+        self._write(reply, close=not self._parser.should_keep_alive())
 
 
 async def serve(host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then print the final count on stderr and return."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     counter = Counter()
-    server = await loop.create_server(lambda: SinkProtocol(counter), host, port, backlog=4096)
-    print(f"sink_server listening on {host}:{port}", file=sys.stderr, flush=True)
-    async with server:
-        await stop.wait()
+    await serve_until_signal(lambda: SinkProtocol(counter), host, port, "sink_server")
     print(f"sink_server received {counter.posts} POSTs", file=sys.stderr, flush=True)
 
 

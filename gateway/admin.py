@@ -17,7 +17,7 @@ from gateway.replies import Reply
 
 _OK = replies.build(200, b'{"status":"ok"}')
 READY = replies.build(200, b'{"status":"ready"}')
-DRAINING = replies.problem(503, "draining", "the gateway is shutting down")
+_DRAINING = replies.problem(503, "draining", "the gateway is shutting down")
 _STORE_DOWN = replies.problem(503, "store_unreachable", "the store does not answer")
 _NOT_FOUND = replies.problem(404, "not_found", "try /metrics, /healthz or /readyz")
 _GET_ONLY = replies.method_not_allowed("GET")
@@ -70,7 +70,7 @@ class AdminRouter:
 
     def _serve_ready(self, exchange: Exchange) -> None:
         if self._draining():
-            exchange.respond(DRAINING)
+            exchange.respond(_DRAINING)
             return
         check = asyncio.get_running_loop().create_task(self._check_ready(exchange))
         self._checks.add(check)
@@ -78,7 +78,7 @@ class AdminRouter:
 
     async def _check_ready(self, exchange: Exchange) -> None:
         reply = await self._readiness()
-        exchange.respond(DRAINING if self._draining() else reply)
+        exchange.respond(_DRAINING if self._draining() else reply)
 
 
 def store_readiness(store_ping: Callable[[], Awaitable[bool]]) -> Readiness:

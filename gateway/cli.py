@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 import uvloop
@@ -92,12 +92,19 @@ def _run(config: Config) -> int:
     if config.workers > 1:
         from gateway.workers import supervise  # a supervisor, without the I/O stack
 
-        return supervise(config)
+        return run_process(lambda: supervise(config))
     from gateway.service import Gateway  # imports the I/O stack only when running
 
+    return run_process(lambda: uvloop.run(Gateway(config).run()))
+
+
+def run_process(run: Callable[[], int]) -> int:
+    """The exit code of a gateway, supervisor or worker process: `run`'s, 1 after a
+    start-up OSError (a taken port, an unwritable data dir: one log line, no
+    traceback), 0 after a signal that came before the loop installed its handlers."""
     log = structlog.get_logger("gateway")
     try:
-        return uvloop.run(Gateway(config).run())
+        return run()
     except OSError as exc:
         log.error("cannot_start", error=str(exc))
         return 1

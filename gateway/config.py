@@ -42,6 +42,7 @@ from gateway.config_targets import UNSAFE, read_targets
 from gateway.config_targets import Backoff as Backoff  # re-exported
 from gateway.config_targets import TargetConfig as TargetConfig  # re-exported
 from gateway.errors import ConfigError
+from gateway.store import sqlite_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,7 @@ def _build(root: object, env: Mapping[str, str]) -> Config:
 
 def _workers(top: Section, store: StoreConfig) -> int:
     workers = read_int(top, "workers", 1, 1, 64)
-    if workers > 1 and store.url.startswith("sqlite:"):
+    if workers > 1 and sqlite_path(store.url) is not None:
         # One SQLite file, one writer process: its claims and blocking reads assume it.
         problem = "the SQLite store supports one process only; use workers: 1 or a Redis store"
         raise ConfigError("workers", problem)
@@ -362,7 +363,7 @@ def _is_store_url(url: str) -> bool:
     if parts.scheme == "unix":
         return parts.path.startswith("/")
     if parts.scheme == "sqlite":  # sqlite:///relative/file.db or sqlite:////abs/file.db
-        return url.startswith("sqlite:///") and len(url) > len("sqlite:///")
+        return sqlite_path(url) is not None
     db_ok = re.fullmatch(r"/?|/[0-9]+", parts.path) is not None
     return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and db_ok
 

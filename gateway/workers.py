@@ -141,20 +141,15 @@ def worker_main(index: int) -> int:
     configure(spec.config.log_level)
     structlog.contextvars.bind_contextvars(worker=index)  # on every line it logs
     share_values(metrics_dir(spec.runtime_dir))
+    from gateway.cli import run_process
     from gateway.service import Gateway, WorkerRole  # the I/O stack, in workers only
 
     async def run(worker: Gateway) -> int:
         _stop_when_orphaned(worker.stop)
         return await worker.run()
 
-    try:
-        role = WorkerRole(index, admin_socket(spec.runtime_dir, index))
-        return uvloop.run(run(Gateway(spec.config, role)))
-    except OSError as exc:
-        log.error("cannot_start", error=str(exc))
-        return 1
-    except KeyboardInterrupt:  # a signal before the loop installed its handlers
-        return 0
+    role = WorkerRole(index, admin_socket(spec.runtime_dir, index))
+    return run_process(lambda: uvloop.run(run(Gateway(spec.config, role))))
 
 
 def _stop_when_orphaned(stop: Callable[[str], None]) -> None:
@@ -182,13 +177,7 @@ def _stop_when_orphaned(stop: Callable[[str], None]) -> None:
 
 
 def supervise(config: Config) -> int:
-    try:
-        return asyncio.run(Supervisor(config).run())
-    except OSError as exc:
-        log.error("cannot_start", error=str(exc))
-        return 1
-    except KeyboardInterrupt:  # a signal before the loop installed its handlers
-        return 0
+    return asyncio.run(Supervisor(config).run())
 
 
 class _Worker:

@@ -22,8 +22,8 @@ class Store(Protocol):
 
         A store may write its call at once, when admit() is called, and only
         wait for the reply in the coroutine (the Redis store does: the admit
-        batcher calls it from the loop callback that filled the batch, so Redis
-        works while the rest of the tick is parsed). The coroutine must be
+        batcher calls it when a batch is full or the tick ends, so Redis works
+        while the loop parses what comes next). The coroutine must be
         awaited. Raises StoreUnavailable when the store refused or could not be
         reached; then none of the batch may be answered 200.
         """

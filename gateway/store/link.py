@@ -1,11 +1,10 @@
 """One pipelined RESP connection to Redis, for the calls on the hot path.
 
-Why not redis-py here: on this project's 2-core machines a redis-py call costs
-about 106 µs of CPU (its pool's get_connection and release alone about 40 µs),
-the same round trip on a bare asyncio protocol about 36 µs (the numbers and the
-command that measured them are in the README's Performance section). The admit
-(one per loop tick), the forwarder's ack and its claim are those calls; every
-other store call stays on redis-py.
+Why not redis-py here: on this project's 2-core machines a sequential redis-py
+call costs about 93 µs of CPU, this link 38 µs, a bare asyncio protocol 35 µs
+(`python -m benchmarks.redis_call`; the README's Performance section). The admit
+(per loop tick, or per ADMIT_CHUNK admits), the forwarder's ack and its claim are
+those calls; every other store call stays on redis-py.
 
 Replies come back in the order the calls were written, so any number of callers
 share one connection: each call is one write and one future. A call that blocks

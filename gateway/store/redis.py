@@ -32,8 +32,6 @@ from gateway.store.redis_shapes import (
     queued,
 )
 
-__all__ = ["GROUP", "Keys", "RedisStore", "admit_arguments", "durability_problems", "packed_admit"]
-
 GROUP = "gateway"
 _RETRIES = 2  # re-sends after a connection error or timeout (redis-py's client and _packed)
 
@@ -47,7 +45,8 @@ class RedisStore:
         self._backoff = ExponentialWithJitterBackoff(base=0.01, cap=0.25)
         # A blocking pool waits for a free connection instead of raising
         # "Too many connections"; the wait is bounded by the admit deadline.
-        # A blocking XREADGROUP must return before the socket timeout fires.
+        # On a TLS store (no link) the blocking XREADGROUP goes through this pool
+        # too, and must return before the socket timeout fires.
         self._pool = aioredis.BlockingConnectionPool.from_url(
             config.url,
             max_connections=config.pool_size,
@@ -95,8 +94,10 @@ class RedisStore:
         if sent is not None:
             try:
                 flags = await sent
-            except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
-                pass  # the full path below loads the script, reconnects, re-sends
+            except NoScriptError:  # Redis lost its scripts (a restart): load, then re-send
+                await self._call(self._load_scripts(), "script load")
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                pass  # the full path below reconnects and re-sends
             except RedisError as exc:
                 raise StoreUnavailable(f"admit failed: {exc}") from exc
         if flags is None:
@@ -112,19 +113,20 @@ class RedisStore:
         or claim changes nothing twice), and loading the scripts once if Redis
         lost them (a restart empties its script cache). Other errors raise."""
         loaded = False
-        for attempt in range(_RETRIES + 1):
+        failures = 0
+        while True:
             try:
                 return await self._send(packed, link or self._link, reply_within)
             except NoScriptError:
                 if loaded:
                     raise
                 await self._call(self._load_scripts(), "script load")
-                loaded = True
+                loaded = True  # a re-send after loading is not a retry
             except (RedisConnectionError, RedisTimeoutError, OSError):
-                if attempt == _RETRIES:
+                failures += 1
+                if failures > _RETRIES:
                     raise
-                await asyncio.sleep(self._backoff.compute(attempt + 1))
-        raise NoScriptError("the script could not be loaded")
+                await asyncio.sleep(self._backoff.compute(failures))
 
     async def _load_scripts(self) -> None:
         for script in (lua.ADMIT, lua.ACK):

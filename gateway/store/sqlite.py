@@ -259,7 +259,7 @@ class SqliteStore:
             raise StoreUnavailable(f"{op} failed: {exc}") from exc
 
     async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
-        """One transaction per call: the batcher calls once per partition per loop tick."""
+        """One transaction per call (the batcher's: per loop tick or ADMIT_CHUNK admits)."""
         outcomes = await self._run("admit", self._admit_tx, batch)
         if any(a.targets for a in batch):
             self._wake()

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.support.processes import ROOT, GatewayProcess, RedisServer, free_port, wait_until
+from tests.support.queues import RedisQueues
 from tests.support.sink import Sink
 from tests.support.webhooks import post_once, seed, with_key
 
@@ -68,7 +69,7 @@ def sample(text: str, series: str) -> float:
     for line in text.splitlines():
         if line.startswith(series + " "):
             return float(line.split()[-1])
-    return 0.0
+    raise AssertionError(f"{series} not in /metrics")
 
 
 def metrics(gw: GatewayProcess) -> str:
@@ -90,9 +91,8 @@ def readyz(gw: GatewayProcess) -> tuple[int, str]:
 
 
 def settled(db: redis.Redis) -> bool:
-    if db.xlen(STREAM):
-        return False
-    return not db.exists(STREAM) or db.xpending(STREAM, "gateway")["pending"] == 0
+    """Nothing queued, pending or waiting to retry (tests/support/queues.py)."""
+    return RedisQueues(db, "").settled()
 
 
 def pending_of(db: redis.Redis, consumer: str) -> int:
@@ -230,12 +230,16 @@ def test_a_killed_worker_is_restarted_and_resumes_its_own_deliveries(
     assert readyz(gw)[0] == 200
 
 
-def test_workers_with_the_sqlite_store_are_refused() -> None:
-    env = {**os.environ, **TWO, "STORE_URL": "sqlite:///data/never.db"}
-    result = subprocess.run(
+def failed_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`gateway run` with two workers and `env`, to its exit: a start that must fail."""
+    return subprocess.run(
         [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+        cwd=ROOT, env={**os.environ, **TWO, **env}, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+
+
+def test_workers_with_the_sqlite_store_are_refused() -> None:
+    result = failed_start({"STORE_URL": "sqlite:///data/never.db"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -245,12 +249,14 @@ def test_workers_with_the_sqlite_store_are_refused() -> None:
 
 def test_a_taken_port_fails_the_start_with_exit_1(redis_server: RedisServer) -> None:
     with socket.create_server(("0.0.0.0", 0)) as taken:
-        env = {**os.environ, **TWO, "STORE_URL": redis_server.url}
-        env |= {"GATEWAY_PORT": str(taken.getsockname()[1]), "GATEWAY_ADMIN_PORT": str(free_port())}
-        result = subprocess.run(
-            [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        port = str(taken.getsockname()[1])
+        result = failed_start(
+            {
+                "STORE_URL": redis_server.url,
+                "GATEWAY_PORT": port,
+                "GATEWAY_ADMIN_PORT": str(free_port()),
+            }
+        )
     assert result.returncode == 1
     assert '"event":"cannot_start"' in result.stdout
     assert "worker_started" not in result.stdout
@@ -260,13 +266,14 @@ def test_a_taken_port_fails_the_start_with_exit_1(redis_server: RedisServer) -> 
 def test_a_worker_that_cannot_start_stops_the_gateway_with_exit_1(
     redis_server: RedisServer,
 ) -> None:
-    env = {**os.environ, **TWO, "STORE_URL": redis_server.url}
-    env |= {"GATEWAY_PORT": str(free_port()), "GATEWAY_ADMIN_PORT": str(free_port())}
-    env["GATEWAY_DATA_DIR"] = "/dev/null/data"  # no spool file can be made there
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result = failed_start(
+        {
+            "STORE_URL": redis_server.url,
+            "GATEWAY_PORT": str(free_port()),
+            "GATEWAY_ADMIN_PORT": str(free_port()),
+            "GATEWAY_DATA_DIR": "/dev/null/data",  # no spool file can be made there
+        }
+    )
     assert result.returncode == 1
     assert '"event":"cannot_start"' in result.stdout
     assert '"event":"worker_failed_to_start"' in result.stdout
