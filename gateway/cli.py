@@ -1,6 +1,6 @@
 """Command line: `webhook-gateway run|check-config --config FILE`, and
 `webhook-gateway dead-letters list|show|replay|purge --config FILE [--target T]
-[--id ID | --all]` (gateway.deadletters).
+[--id ID | --all]` (gateway.deadletters_cli).
 
 With `workers: N > 1`, `run` supervises N worker processes (gateway.workers).
 
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "dead-letters":
-        from gateway.deadletters import command  # the store client only when needed
+        from gateway.deadletters_cli import command  # the store client only when needed
 
         return command(args, config)
     return _run(config)

@@ -16,7 +16,7 @@ A connection is always in one phase, and each phase has at most one deadline:
 - WAITING: a request waits for its endpoint's answer, or the connection is
   ending. No deadline: the admit deadline is the endpoint's business.
 
-`due` is pure. `Deadlines` keeps one `TimerHandle` and re-arms lazily: a state
+`due` is pure. `Deadlines` keeps one `LazyTimer` (gateway.timers): a state
 change only moves the timer when the new deadline is earlier; otherwise the
 timer fires, the owner recomputes, and re-arms for what is left. So a body read
 costs a clock read, not a timer, and a keep-alive connection serving quick
@@ -30,7 +30,7 @@ import enum
 from collections.abc import Callable
 
 from gateway.config import Limits
-from gateway.timers import CLOCK_SLACK
+from gateway.timers import LazyTimer, early
 
 
 class Phase(enum.Enum):
@@ -76,7 +76,6 @@ class Deadlines:
     """
 
     __slots__ = (
-        "_at",
         "_expire",
         "_limits",
         "_loop",
@@ -98,8 +97,7 @@ class Deadlines:
         self._limits = limits
         self._phase = phase
         self._expire = expire
-        self._timer: asyncio.TimerHandle | None = None
-        self._at = 0.0
+        self._timer = LazyTimer(self._fired)
         self.fresh = True  # no response written yet: FRESH rather than IDLE
         self.start = self.last_read = loop.time()
 
@@ -120,40 +118,27 @@ class Deadlines:
         # The hot path, once per answer on a keep-alive connection. A timer set
         # earlier is kept when it fires first (keepalive_timeout is normally
         # the longest timeout): `_fired` then re-arms for the rest.
-        when = now + self._limits.keepalive_timeout
-        if self._timer is None or self._at > when:
-            self._by(when)
+        self._timer.due_by(self._loop, now + self._limits.keepalive_timeout)
 
     def rearm(self) -> None:
         when = due(self._phase(), self._limits, self.start, self.last_read)
         if when is not None:
-            self._by(when)
-
-    def _by(self, when: float) -> None:
-        """Make the timer fire at `when` at the latest."""
-        if self._timer is not None:
-            if self._at <= when:
-                return  # it fires first, and `_fired` re-arms for the rest
-            self._timer.cancel()
-        self._at = when
-        self._timer = self._loop.call_at(when, self._fired)
+            self._timer.due_by(self._loop, when)
 
     def _fired(self) -> None:
-        self._timer = None
         phase = self._phase()
         when = due(phase, self._limits, self.start, self.last_read)
         if when is None:
             return  # now WAITING; whatever ends that calls `restart`
-        if when > self._loop.time() + CLOCK_SLACK:
-            self._by(when)  # progress since the timer was set moved the deadline
+        if early(self._loop, when):  # progress since the timer was set moved the deadline
+            self._timer.due_by(self._loop, when)
         else:
             self._expire(phase)
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
 
     def __repr__(self) -> str:
-        at = f"{self._at:.3f}" if self._timer is not None else "-"
+        armed_at = self._timer.armed_at
+        at = "-" if armed_at is None else f"{armed_at:.3f}"
         return f"<Deadlines {self._phase().value} at={at}>"

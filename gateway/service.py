@@ -9,7 +9,7 @@ As worker i of `workers: N > 1` (gateway.workers) the same gateway binds the
 public port with SO_REUSEPORT beside its siblings, serves its admin listener
 on a private unix socket for the supervisor, records metrics into the
 supervisor's multiprocess files, and has its own forwarder consumer name
-("<name>-w<i>") and spool file (`spool_file`).
+("<name>-w<i>") and spool file (gateway.spool_files).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol, Router
 from gateway.routing import Routes
 from gateway.spool import SpoolingStore
+from gateway.spool_files import spool_file, warn_of_stranded_spools
 from gateway.store import DeliveryStore, Store, sqlite_path
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from gateway.tls import ReloadingCertificate
-from gateway.workers import spool_file, warn_of_stranded_spools
 
 log = structlog.get_logger("gateway")
 
@@ -150,7 +150,7 @@ class Gateway:
                 admin_port=_port(admin),
                 config=redacted(self.config),
             )
-            warn_of_stranded_spools(self.config.data_dir, self.config.workers)
+            warn_of_stranded_spools(self.config)
         if self.spooling is not None:
             self.spooling.start()
         await self._check_store()

@@ -41,6 +41,11 @@ class LazyTimer:
             self._handle.cancel()
             self._handle = None
 
+    @property
+    def armed_at(self) -> float | None:
+        """The loop time it fires at; None when it is not armed."""
+        return self._at if self._handle is not None else None
+
     def _fired(self) -> None:
         self._handle = None
         self._fire()

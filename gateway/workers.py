@@ -11,15 +11,16 @@ the standard asyncio loop, with none of the I/O stack. It:
   process group (a terminal's Ctrl-C reaches the supervisor only, which
   passes it on once), with a pickled `WorkerSpec` on its stdin: the config
   (a worker restarted later runs the very config its siblings run, even if
-  the file changed since) and the supervisor's runtime directory (admin
-  sockets, metrics files; gateway.metrics.share_values). The supervisor
-  keeps that stdin pipe open: its end-of-file tells the worker that the
-  supervisor is gone (even by kill -9), and the worker drains and exits as
-  on SIGTERM. Each worker is a whole gateway (gateway.service): it listens
-  on the port with SO_REUSEPORT (the kernel spreads connections over the
-  workers), admits in its own batcher, delivers as forwarder consumer
-  "<name>-w<i>" (stable across its restarts, distinct from its siblings) and
-  spools into its own file (`spool_file`);
+  the file changed since) and the supervisor's runtime directory
+  (gateway.runtime_dir: admin sockets, metrics files for
+  gateway.metrics.share_values). The supervisor keeps that stdin pipe open:
+  its end-of-file tells the worker that the supervisor is gone (even by
+  kill -9), and the worker drains and exits as on SIGTERM. Each worker is a
+  whole gateway (gateway.service): it listens on the port with SO_REUSEPORT
+  (the kernel spreads connections over the workers), admits in its own
+  batcher, delivers as forwarder consumer "<name>-w<i>" (stable across its
+  restarts, distinct from its siblings) and spools into its own file
+  (gateway.spool_files);
 - serves the admin listener: /metrics merges the workers' multiprocess files
   (gateway.metrics.WorkersMetrics), /healthz answers while the supervisor
   runs (it restarts workers itself), /readyz is 200 only when every worker's
@@ -48,13 +49,10 @@ import pickle
 import shutil
 import signal
 import socket
-import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import structlog
 import uvloop
@@ -68,11 +66,11 @@ from gateway.logs import configure
 from gateway.metrics import WorkersMetrics, share_values
 from gateway.protocol import HttpProtocol
 from gateway.replies import Reply
+from gateway.runtime_dir import admin_socket, metrics_dir, new_runtime_dir
+from gateway.spool_files import warn_of_stranded_spools
 
 log = structlog.get_logger("gateway.supervisor")
 
-SPOOL_FILE = "spool.db"  # under data_dir
-_RUNTIME_PREFIX = "webhook-gateway-"  # + the supervisor's pid: sockets and metrics files
 _RESTART_FIRST = 0.5  # seconds before restarting a worker that exited
 _RESTART_MAX = 30.0  # the delay doubles up to this while a worker keeps exiting quickly
 _STABLE = 60.0  # a worker that ran this long is restarted after _RESTART_FIRST again
@@ -92,38 +90,6 @@ class WorkerSpec:
 
     config: Config
     runtime_dir: str  # the admin sockets, and the metrics files under metrics/
-
-
-def spool_file(worker: int | None) -> str:
-    """The spool's file name under data_dir: worker 0 keeps the single process's
-    (a switch from workers: 1 to N still drains it), worker i has spool-w<i>.db."""
-    return SPOOL_FILE if not worker else f"spool-w{worker}.db"
-
-
-def admin_socket(runtime_dir: str, index: int) -> str:
-    return os.path.join(runtime_dir, f"worker-{index}.sock")
-
-
-def metrics_dir(runtime_dir: str) -> str:
-    return os.path.join(runtime_dir, "metrics")
-
-
-def warn_of_stranded_spools(data_dir: str, workers: int) -> None:
-    """Log the spool files of workers beyond `workers` (left by a run with more
-    of them) that still hold undelivered events: no running worker drains them."""
-    for index in range(max(workers, 1), 65):
-        path = Path(data_dir) / spool_file(index)
-        if not path.exists():
-            continue
-        try:
-            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-                events = int(db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
-        except sqlite3.Error as exc:
-            log.warning("spool_unreadable", spool=str(path), error=str(exc))
-            continue
-        if events:
-            detail = f"left by worker {index}: run with workers >= {index + 1} to deliver them"
-            log.warning("spool_not_drained", spool=str(path), events=events, detail=detail)
 
 
 # -- a worker -------------------------------------------------------------------
@@ -196,10 +162,8 @@ class _Worker:
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
-        _remove_stale_runtime_dirs()
-        self.runtime_dir = tempfile.mkdtemp(prefix=f"{_RUNTIME_PREFIX}{os.getpid()}-")
+        self.runtime_dir = new_runtime_dir()
         self.metrics_dir = metrics_dir(self.runtime_dir)
-        os.mkdir(self.metrics_dir)
         self.workers = [
             _Worker(i, admin_socket(self.runtime_dir, i)) for i in range(config.workers)
         ]
@@ -245,7 +209,7 @@ class Supervisor:
             workers=len(self.workers),
             config=redacted(self.config),
         )
-        warn_of_stranded_spools(config.data_dir, len(self.workers))
+        warn_of_stranded_spools(config)
         tasks = [loop.create_task(self._keep_running(w)) for w in self.workers]
         watchdog = loop.create_task(self._watchdog())
         await self.stopping.wait()
@@ -400,24 +364,6 @@ def _exit(code: int | None) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"code {code}"
-
-
-def _remove_stale_runtime_dirs() -> None:
-    """Runtime directories of supervisors that died without cleaning up (kill -9):
-    their pid is gone, or is ours (a container's PID 1 again, after a restart)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{_RUNTIME_PREFIX}*-*"):
-        pid = path.name[len(_RUNTIME_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or not path.is_dir():
-            continue
-        if int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # a live gateway's
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue  # another user's live process
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _reserve(where: Listen) -> list[socket.socket]:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, RedisServer, free_port, http_status, wait_until
+from tests.support.processes import (
+    ROOT,
+    RedisServer,
+    assert_a_taken_port_fails_the_start,
+    free_port,
+    http_status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -68,14 +75,7 @@ def test_a_missing_config_file_is_exit_2() -> None:
 
 
 def test_a_taken_port_is_one_error_line_and_exit_1(redis_server: RedisServer) -> None:
-    with __import__("socket").create_server(("0.0.0.0", 0)) as taken:
-        port = taken.getsockname()[1]
-        env = {"GATEWAY_PORT": str(port), "GATEWAY_ADMIN_PORT": str(free_port())}
-        env["STORE_URL"] = redis_server.url
-        result = gateway_cli("run", "--config", "config/gateway.yaml", env=env)
-    assert result.returncode == 1
-    assert '"event":"cannot_start"' in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_a_taken_port_fails_the_start({"STORE_URL": redis_server.url})
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) not found")

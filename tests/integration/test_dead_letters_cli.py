@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from gateway.deadletters import age
+from gateway.deadletters_cli import age
 from tests.support.configs import config_variant
 from tests.support.processes import ROOT, GatewayProcess, RedisServer, free_port, wait_until
 from tests.support.sink import Sink

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from tests.support.processes import ROOT, GatewayProcess, RedisServer, free_port, wait_until
+from tests.support.processes import (
+    ROOT,
+    GatewayProcess,
+    RedisServer,
+    assert_a_taken_port_fails_the_start,
+    free_port,
+    wait_until,
+)
 from tests.support.queues import RedisQueues
 from tests.support.sink import Sink
 from tests.support.webhooks import post_once, seed, with_key
@@ -248,19 +255,8 @@ def test_workers_with_the_sqlite_store_are_refused() -> None:
 
 
 def test_a_taken_port_fails_the_start_with_exit_1(redis_server: RedisServer) -> None:
-    with socket.create_server(("0.0.0.0", 0)) as taken:
-        port = str(taken.getsockname()[1])
-        result = failed_start(
-            {
-                "STORE_URL": redis_server.url,
-                "GATEWAY_PORT": port,
-                "GATEWAY_ADMIN_PORT": str(free_port()),
-            }
-        )
-    assert result.returncode == 1
-    assert '"event":"cannot_start"' in result.stdout
-    assert "worker_started" not in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    stdout = assert_a_taken_port_fails_the_start({**TWO, "STORE_URL": redis_server.url})
+    assert "worker_started" not in stdout
 
 
 def test_a_worker_that_cannot_start_stops_the_gateway_with_exit_1(

@@ -11,7 +11,7 @@ The fault suite asks each store the same questions after a fault:
 RedisQueues reads the keys of the one partition the shipped config has
 (`partitions: 1`, key prefix `gw`). SqliteQueues opens the database file
 read-only with the standard library's sqlite3 (tables of
-gateway/store/sqlite.py); in WAL mode a reader never blocks the gateway's
+gateway/store/sqlite_tables.py); in WAL mode a reader never blocks the gateway's
 writer, and each question is one read transaction on a fresh connection.
 """
 
