@@ -11,7 +11,15 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.children import Child, ChildFailed, Children, free_ports, wait_for, wait_until
+from benchmarks.children import (
+    POLL_INTERVAL_S,
+    Child,
+    ChildFailed,
+    Children,
+    free_ports,
+    wait_for,
+    wait_until,
+)
 from benchmarks.machine import Pinning
 from benchmarks.report import Scenario, ScenarioOutcome
 from benchmarks.systems import REPO, Launch, System, http_ok, resolve
@@ -51,7 +59,6 @@ def start_redis(children: Children, pinning: Pinning, workdir: Path) -> str:
         wait_for(lambda: redis_answers(url), child, READY_TIMEOUT_S, "answering PING")
     except ChildFailed as exc:
         raise ChildFailed(f"{exc}\n{child.log_tail()}") from None
-    print(f"redis: {url}", flush=True)
     return url
 
 
@@ -96,15 +103,25 @@ def start_launch(bench: Bench, launch: Launch, label: str, *, on_load_cpus: bool
     argv = pin(launch.argv)
     started = time.monotonic()
     child = bench.children.start(label, argv, env=launch.env, cwd=REPO)
-    try:
-        ready = f"ready ({launch.ready_url} answering 200)"
-        ready_at = wait_until(lambda: http_ok(launch.ready_url), [child], READY_TIMEOUT_S, ready)
-        child.ready_s = ready_at - started
-    except ChildFailed as exc:
-        bench.children.stop(child)
-        raise ChildFailed(f"{exc}\n--- its last output:\n{child.log_tail()}") from None
+    child.ready_s = wait_ready(bench.children, child, launch.ready_url) - started
     print(f"   started: {shlex.join(argv)}", flush=True)
     return child
+
+
+def wait_ready(
+    children: Children, child: Child, ready_url: str, poll_s: float = POLL_INTERVAL_S
+) -> float:
+    """Wait until `ready_url` answers 200 and return the time.monotonic() it was seen to.
+    A child that exits first or is not ready within READY_TIMEOUT_S is stopped, and the
+    error carries its last output."""
+    ready = f"ready ({ready_url} answering 200)"
+    try:
+        return wait_until(
+            lambda: http_ok(ready_url), [child], READY_TIMEOUT_S, ready, poll_s=poll_s
+        )
+    except ChildFailed as exc:
+        children.stop(child)
+        raise ChildFailed(f"{exc}\n--- its last output:\n{child.log_tail()}") from None
 
 
 def start_system(bench: Bench, system: System) -> tuple[Launch, Child]:

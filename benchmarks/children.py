@@ -55,15 +55,9 @@ class Child:
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def rss_mb(self) -> float | None:
-        """Resident memory of the process now, in MiB; None once gone."""
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return None
+        """Resident memory of the process now, in MiB to 0.1; None once gone."""
+        rss = rss_mib(self.process.pid)
+        return None if rss is None else round(rss, 1)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -163,16 +157,33 @@ def _signal_group(child: Child, signum: signal.Signals) -> None:
         os.killpg(child.process.pid, signum)
 
 
+def rss_mib(pid: int) -> float | None:
+    """Resident memory (VmRSS) of a process now, in MiB, unrounded; None once gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):  # a zombie has none
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def wait_for(ready: Callable[[], bool], child: Child, timeout_s: float, what: str) -> None:
     """Poll `ready` until it holds, failing early if `child` exits first."""
     wait_until(ready, [child], timeout_s, what)
 
 
 def wait_until(
-    ready: Callable[[], bool], watched: Sequence[Child], timeout_s: float, what: str
+    ready: Callable[[], bool],
+    watched: Sequence[Child],
+    timeout_s: float,
+    what: str,
+    *,
+    poll_s: float = POLL_INTERVAL_S,
 ) -> float:
-    """Poll `ready` until it holds and return the time.monotonic() it was seen to;
-    fail early if any watched child exits first."""
+    """Poll `ready` every `poll_s` until it holds and return the time.monotonic() it was
+    seen to; fail early if any watched child exits first."""
     deadline = time.monotonic() + timeout_s
     while not ready():
         for child in watched:
@@ -181,7 +192,7 @@ def wait_until(
         if time.monotonic() > deadline:
             names = ", ".join(child.name for child in watched)
             raise ChildFailed(f"{names}: not {what} within {timeout_s:g}s")
-        time.sleep(POLL_INTERVAL_S)
+        time.sleep(poll_s)
     return time.monotonic()
 
 

@@ -8,11 +8,11 @@
 # writes collapsed stacks instead.
 set -u
 cd "$(dirname "$0")/.."
+. benchmarks/ab_common.sh
 EVENTS=${2:-100000}
 PORT=6394; SINK=13094; GWP=18084; ADM=19106
 DATA=$(mktemp -d)
-taskset -c 1 redis-server --port $PORT --save "" --appendonly yes --appendfsync everysec --daemonize yes --dir "$DATA" --logfile "$DATA/redis.log" --maxmemory-policy noeviction
-for i in $(seq 1 50); do redis-cli -p $PORT ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+ab_redis_start $PORT 1 "$DATA"
 taskset -c 1 .venv/bin/python -m benchmarks.sink_server --port $SINK > "$DATA/sink.log" 2>&1 &
 SINKPID=$!
 export STORE_URL=redis://127.0.0.1:$PORT/0 GATEWAY_PORT=$GWP GATEWAY_ADMIN_PORT=$ADM GATEWAY_DATA_DIR=$DATA LOG_LEVEL=warning FORWARD_URL=http://127.0.0.1:$SINK/events
@@ -24,16 +24,15 @@ prefill(gateway_config(Path("config/gateway.yaml"), {}), int(sys.argv[1]))
 PY
 taskset -c 0 .venv/bin/python -m gateway run --config config/gateway.yaml > "$DATA/gw.log" 2>&1 &
 GW=$!
-for i in $(seq 1 200); do curl -sf localhost:$ADM/readyz >/dev/null && break; sleep 0.01; done
-t0=$(awk '{print $14+$15}' /proc/$GW/stat); s0=$(date +%s.%N)
-if [ -n "${PROFILE:-}" ]; then .venv/bin/py-spy record -o "$PROFILE" -f "${PROFILE_FORMAT:-flamegraph}" -p $GW -r 250 -d 60 --nonblocking >/dev/null 2>&1 & SPY=$!; fi
+ab_wait_ready $ADM $GW "$DATA/gw.log"
+t0=$(ab_ticks $GW); s0=$(date +%s.%N)
+ab_profile_start $GW 60
 until [ "$(curl -s localhost:$SINK/count)" -ge "$EVENTS" ] 2>/dev/null; do sleep 0.01; done
-s1=$(date +%s.%N); t1=$(awk '{print $14+$15}' /proc/$GW/stat)
-if [ -n "${PROFILE:-}" ]; then kill -INT $SPY; wait $SPY 2>/dev/null; fi
-TCK=$(getconf CLK_TCK)
-echo "$1 events/s=$(python3 -c "print(round($EVENTS/($s1-$s0)))") cpu_us_per_event=$(python3 -c "print(round(($t1-$t0)/$TCK/$EVENTS*1e6,1))")"
+s1=$(date +%s.%N); t1=$(ab_ticks $GW)
+ab_profile_end now
+echo "$1 events/s=$(python3 -c "print(round($EVENTS/($s1-$s0)))") cpu_us_per_event=$(ab_cpu_us $t0 $t1 $EVENTS)"
 [ -n "${STATS:-}" ] && redis-cli -p $PORT info commandstats | grep -E "xreadgroup|evalsha|xack|xadd"
 [ -n "${KEEPLOG:-}" ] && cp "$DATA/gw.log" /tmp/gw-drain.log
 kill $GW $SINKPID; wait $GW $SINKPID 2>/dev/null
-redis-cli -p $PORT shutdown nosave >/dev/null 2>&1; while redis-cli -p $PORT ping >/dev/null 2>&1; do sleep 0.05; done
+ab_redis_stop $PORT
 rm -rf "$DATA"

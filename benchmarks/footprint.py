@@ -4,20 +4,25 @@
 
 - start-up: the gateway's command is exec'd `--starts` times (Redis already up);
   each time, the seconds from Popen until /readyz first answers 200 (polled every
-  2 ms), then SIGTERM. Reported as min / median / max.
+  2 ms), then SIGTERM. Reported as min / median / max. A gateway that exits first, or
+  is not ready within 30 s (benchmarks/bench.py's READY_TIMEOUT_S), stops the run
+  with its last output.
 - memory: one gateway with its forwarder on, delivering to the counting sink
   (benchmarks/sink_server.py), under wrk (fresh key per request) in 3 s rounds until
   `--events` events were admitted; after each round, the gateway's VmRSS from
   /proc. DEDUP_TTL is 60 s so Redis holds a bounded number of markers.
 
 Pinning as in benchmarks/run.py on a machine with 2+ CPUs: the gateway on CPU 0,
-wrk, Redis and the sink on the rest. Prints a Markdown report and writes it to
-benchmarks/FOOTPRINT.md.
+wrk and the sink on the rest; Redis (AOF everysec, noeviction) is not pinned. The
+processes are the harness' children (benchmarks/children.py): each log is in the
+scratch directory, and none outlives the run. Prints a Markdown report and writes it
+to benchmarks/FOOTPRINT.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import statistics
@@ -25,64 +30,44 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.processes import RedisServer, free_port
+from benchmarks.bench import start_redis, wait_ready
+from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib
+from benchmarks.machine import Pinning, this_machine_pinning
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "FOOTPRINT.md"
 WRK_SCRIPT = REPO / "benchmarks" / "wrk" / "post_fresh_key.lua"
 ROUND_S = 3
+START_POLL_S = 0.002  # the /readyz poll of a timed start: what is measured is the wait itself
+STOP_GRACE_S = 20.0  # the gateway drains for up to its shutdown_grace (10 s) after SIGTERM
 
 
-SERVER_CPUS = "0"
-LOAD_CPUS = f"1-{(os.cpu_count() or 2) - 1}"
-
-
-def pin(argv: list[str], cpus: str) -> list[str]:
-    return ["taskset", "-c", cpus, *argv] if (os.cpu_count() or 1) >= 2 else argv
-
-
-def answers_200(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def start_gateway(env: dict[str, str], data: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    port, admin = free_port(), free_port()
-    full = {**os.environ, **env, "GATEWAY_PORT": str(port), "GATEWAY_ADMIN_PORT": str(admin)}
-    full["GATEWAY_DATA_DIR"] = str(data)
+def start_gateway(
+    children: Children, pinning: Pinning, env: dict[str, str], data: Path, name: str
+) -> tuple[Child, int, int]:
+    port, admin = free_ports(2)
+    env = {**env, "GATEWAY_PORT": str(port), "GATEWAY_ADMIN_PORT": str(admin)}
+    env["GATEWAY_DATA_DIR"] = str(data)
     argv = [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"]
-    log = (data / "gateway.log").open("ab")
-    proc = subprocess.Popen(pin(argv, SERVER_CPUS), cwd=REPO, env=full, stdout=log, stderr=log)
-    return proc, port, admin
+    return children.start(name, pinning.server(argv), env=env, cwd=REPO), port, admin
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
+def time_to_ready(
+    children: Children, pinning: Pinning, env: dict[str, str], data: Path, name: str
+) -> float:
+    started = time.monotonic()
+    gateway, _, admin = start_gateway(children, pinning, env, data, name)
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-def time_to_ready(env: dict[str, str], data: Path) -> float:
-    started = time.perf_counter()
-    proc, _, admin = start_gateway(env, data)
-    try:
-        while not answers_200(f"http://127.0.0.1:{admin}/readyz"):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {proc.returncode}")
-            time.sleep(0.002)  # the poll interval: what is measured is the wait itself
-        return time.perf_counter() - started
+        return wait_ready(children, gateway, readyz(admin), START_POLL_S) - started
     finally:
-        stop(proc)
+        children.stop(gateway)
+
+
+def readyz(admin: int) -> str:
+    return f"http://127.0.0.1:{admin}/readyz"
 
 
 def admitted(admin: int) -> int:
@@ -92,37 +77,35 @@ def admitted(admin: int) -> int:
     return int(sum(float(v) for v in found))
 
 
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    return int(found.group(1)) / 1024 if found else float("nan")
+def rss_now(child: Child) -> float:
+    """The child's VmRSS in MiB, unrounded (the report rounds, after the growth is taken)."""
+    rss = rss_mib(child.process.pid)
+    if rss is None:
+        raise ChildFailed(f"{child.name} exited with code {child.returncode}:\n{child.log_tail()}")
+    return rss
 
 
-def gateway_pid(proc: subprocess.Popen[bytes]) -> int:
-    """The gateway's own pid (taskset execs it, so it is the Popen's)."""
-    return proc.pid
-
-
-def memory_rounds(env: dict[str, str], data: Path, events: int) -> list[tuple[int, float]]:
-    sink_port = free_port()
+def memory_rounds(
+    children: Children, pinning: Pinning, env: dict[str, str], data: Path, events: int
+) -> list[tuple[int, float]]:
+    (sink_port,) = free_ports(1)
     sink_argv = [sys.executable, "-m", "benchmarks.sink_server", "--port", str(sink_port)]
-    sink = subprocess.Popen(pin(sink_argv, LOAD_CPUS), cwd=REPO)
+    sink = children.start("sink", pinning.load(sink_argv), cwd=REPO)
     env = {**env, "FORWARD_URL": f"http://127.0.0.1:{sink_port}/events", "DEDUP_TTL": "60s"}
-    proc, port, admin = start_gateway(env, data)
+    gateway, port, admin = start_gateway(children, pinning, env, data, "gateway")
     samples: list[tuple[int, float]] = []
     try:
-        while not answers_200(f"http://127.0.0.1:{admin}/readyz"):
-            time.sleep(0.01)
-        samples.append((0, rss_mib(gateway_pid(proc))))
+        wait_ready(children, gateway, readyz(admin))
+        samples.append((0, rss_now(gateway)))
         url = f"http://127.0.0.1:{port}/webhooks/inbox"
         wrk = ["wrk", "-t1", "-c64", f"-d{ROUND_S}s", "-s", str(WRK_SCRIPT), url]
         while samples[-1][0] < events:
-            subprocess.run(pin(wrk, LOAD_CPUS), check=True, capture_output=True)
-            samples.append((admitted(admin), rss_mib(gateway_pid(proc))))
+            subprocess.run(pinning.load(wrk), check=True, capture_output=True)
+            samples.append((admitted(admin), rss_now(gateway)))
             print(f"  {samples[-1][0]:>9,} events  RSS {samples[-1][1]:.1f} MiB", flush=True)
     finally:
-        stop(proc)
-        stop(sink)
+        children.stop(gateway)
+        children.stop(sink)
     return samples
 
 
@@ -163,18 +146,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--starts", type=int, default=10)
     args = parser.parse_args()
-    redis_server = RedisServer()
-    try:
-        env = {"STORE_URL": redis_server.url, "LOG_LEVEL": "warning"}
-        with tempfile.TemporaryDirectory(prefix="gw-footprint-") as scratch:
-            data = Path(scratch)
-            print("start-up:", flush=True)
-            starts = [time_to_ready(env, data) for _ in range(args.starts)]
-            print("  " + " ".join(f"{s:.3f}" for s in starts), flush=True)
-            print("memory:", flush=True)
-            samples = memory_rounds(env, data, args.events)
-    finally:
-        redis_server.close()
+    pinning = this_machine_pinning()
+    with (
+        tempfile.TemporaryDirectory(prefix="gw-footprint-") as scratch,
+        Children(Path(scratch), grace_s=STOP_GRACE_S) as children,
+    ):
+        data = Path(scratch)
+        # Redis unpinned, as in every footprint run so far (the report says so).
+        unpinned = dataclasses.replace(pinning, load_cpus=())
+        env = {"STORE_URL": start_redis(children, unpinned, data), "LOG_LEVEL": "warning"}
+        print("start-up:", flush=True)
+        starts = [
+            time_to_ready(children, pinning, env, data, f"gateway-start-{i}")
+            for i in range(1, args.starts + 1)
+        ]
+        print("  " + " ".join(f"{s:.3f}" for s in starts), flush=True)
+        print("memory:", flush=True)
+        samples = memory_rounds(children, pinning, env, data, args.events)
     text = report(starts, samples, args.events)
     OUT.write_text(text)
     print(text)

@@ -1,7 +1,8 @@
 """What one Redis round trip costs the caller's CPU: redis-py against gateway/store/link.py.
 
 Sequential PINGs (each awaited before the next) on one pinned process, against a
-redis-server started here on the other CPU: redis-py's client (`await r.ping()`),
+redis-server started here on the other CPU (the harness' own, benchmarks/bench.py's
+start_redis; a PING writes nothing to its AOF): redis-py's client (`await r.ping()`),
 redis-py with a connection taken from its pool and given back per call, the same
 connection held, the gateway's Link, and a bare asyncio protocol (the floor). Prints
 the process's CPU µs per call (time.process_time) for each.
@@ -18,17 +19,19 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import uvloop
 
-from benchmarks.children import free_ports, wait_until
+from benchmarks.bench import start_redis
+from benchmarks.children import Children
+from benchmarks.machine import plan_pinning
 from gateway.store.link import Link, LinkSettings
 
 PING = b"*1\r\n$4\r\nPING\r\n"
@@ -96,38 +99,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         print("redis-server is not installed", file=sys.stderr)
         return 2
     cpus = sorted(os.sched_getaffinity(0))
-    (port,) = free_ports(1)
-    with tempfile.TemporaryDirectory() as workdir:
-        argv = [binary, "--port", str(port), "--save", "", "--dir", workdir]
-        if len(cpus) > 1:
-            os.sched_setaffinity(0, {cpus[0]})
-            argv = ["taskset", "-c", str(cpus[1]), *argv]
-        server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        try:
-            wait_until(lambda: _answers(port), [], 10, "answering")
-            results = uvloop.run(measure(f"redis://127.0.0.1:{port}/0", port, args.calls))
-        finally:
-            server.terminate()
-            server.wait(10)
+    # This process on the first CPU, redis-server on the second (and only there).
+    pinning = plan_pinning(cpus[:2], shutil.which("taskset") is not None)
+    if pinning.pinned:
+        os.sched_setaffinity(0, set(pinning.server_cpus))
+    with tempfile.TemporaryDirectory() as workdir, Children(Path(workdir)) as children:
+        url = start_redis(children, pinning, Path(workdir))
+        port = urlsplit(url).port
+        assert port is not None
+        results = uvloop.run(measure(url, port, args.calls))
     pinned = f"; this process on CPU {cpus[0]}, redis-server on CPU {cpus[1]}"
-    print(f"{args.calls:,} sequential PINGs each" + (pinned if len(cpus) > 1 else ""))
+    print(f"{args.calls:,} sequential PINGs each" + (pinned if pinning.pinned else ""))
     for name, micros in results.items():
         print(f"{name:40} {micros:6.1f} µs of CPU per call")
     return 0
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(PING)
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -276,6 +276,7 @@ def measure_all(
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Children(Path(tmp)) as children:
         workdir = Path(tmp)
         store_url = start_redis(children, pinning, workdir)
+        print(f"redis: {store_url}", flush=True)
         bench = Bench(
             children, pinning, scenarios, workdir, store_url, duration_s, warmup_s, retries
         )
