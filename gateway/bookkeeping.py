@@ -9,6 +9,7 @@ one call per partition.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -47,6 +48,19 @@ class Bookkeeping:
     async def settle(self, write: Coroutine[Any, Any, None]) -> None:
         """Run one write to the end, even if the caller is cancelled meanwhile."""
         await asyncio.shield(self._own(write))
+
+    async def dead_letter(self, entry: Queued, status: int, error: str) -> None:
+        now_ms = int(time.time() * 1000)
+        await self.settle(self._store.dead_letter(entry, self._target, status, error[:500], now_ms))
+        log.warning(
+            "dead_lettered",
+            target=self._target,
+            key=entry.key,
+            event_type=entry.event_type,
+            status=status,
+            attempts=entry.attempt,
+            error=error[:200],
+        )
 
     async def finish(self, within: float) -> None:
         """Send the gathered acks and wait up to `within` seconds for every write."""

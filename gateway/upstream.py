@@ -1,206 +1,45 @@
-"""Keep-alive HTTP/1.1 client on httptools' response parser: the forwarder's client.
+"""The forwarder's HTTP client: keep-alive connections to one target (`Pool`).
 
-One `Pool` per target. A request owns one connection from its write to the last
-byte of its response (no pipelining), so whatever a connection receives belongs
-to the request waiting on it. Parser callbacks only append; completion resolves
-that request's future; no task is spawned per request. Measured: ~55k POST/s
-to a localhost sink on one core, where aiohttp's client does ~5k.
+Two ways in. `request()` is a coroutine: it waits for a slot, then for the response.
+`post()` is the forwarder's: with a slot and an idle connection free it writes at
+once and the outcome reaches a callback from the connection's data_received, with
+no future, task or coroutine in between. No task is spawned per request on either
+path, and no pipelining: gateway/upstream_connection.py holds the connection.
+Measured: ~55k POST/s to a localhost sink on one core, where aiohttp's client does ~5k.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections import deque
-from typing import NamedTuple, cast
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any
 
-import httptools
+from gateway.upstream_connection import (
+    MAX_BODY,
+    ConnectError,
+    Connection,
+    Done,
+    PoolClosed,
+    ProtocolError,
+    Response,
+    Unanswered,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
-from gateway.timers import LazyTimer, early
-
-MAX_BODY = 1 << 20  # the app's reply is only logged as an excerpt; the rest is discarded
-MAX_HEAD = 64 << 10  # llhttp buffers a header block without limit, so we bound it
-
-
-class UpstreamError(Exception):
-    """Delivery failed for a reason that says nothing about the event itself
-    (the forwarder retries every one of these: gateway.policy)."""
-
-
-class ConnectError(UpstreamError):
-    """Could not connect: refused, unreachable, or `connect_timeout` passed."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The request's total `timeout` passed; its connection was closed."""
-
-
-class ProtocolError(UpstreamError):
-    """A malformed response, or the connection closed before it was complete."""
-
-
-class PoolClosed(UpstreamError):
-    """The pool is closed (we are shutting down); the event is still owed a delivery."""
-
-
-class _Unanswered(ProtocolError):
-    """The connection closed before a single byte of the response arrived."""
-
-
-class Response(NamedTuple):  # one per delivery: cheaper to build than a frozen dataclass
-    status: int
-    headers: tuple[tuple[bytes, bytes], ...]  # names lower-cased, in arrival order
-    body: bytes  # at most the pool's `max_body` bytes: the rest was read and discarded
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class _Connection(asyncio.Protocol):
-    """One connection to the target, owned by at most one request at a time."""
-
-    __slots__ = (
-        "_body",
-        "_body_size",
-        "_due",
-        "_head_size",
-        "_headers",
-        "_parser",
-        "_pool",
-        "_received",
-        "_status",
-        "_timer",
-        "_waiter",
-        "keep_alive",
-        "transport",
-    )
-
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
-        self._parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport  # set by connection_made, before anyone sends
-        self._waiter: asyncio.Future[Response] | None = None
-        self.keep_alive = False
-        self._received = False
-        self._head_size = 0
-        self._due = 0.0  # the request's deadline on the loop clock
-        self._timer = LazyTimer(self._on_timer)
-        self._new_message()
-
-    def _new_message(self) -> None:
-        self._status = 0  # 0 until the head is complete
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body: list[bytes] = []
-        self._body_size = 0
-
-    @property
-    def reusable(self) -> bool:
-        return self.keep_alive and not self.transport.is_closing()
-
-    def send(self, data: bytes, deadline: float) -> asyncio.Future[Response]:
-        """Write one request; its response (or UpstreamTimeout after `deadline`)."""
-        if self.transport.is_closing():
-            raise _Unanswered("connection closed before the request was written")
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        self.keep_alive = self._received = False
-        self._head_size = 0
-        self._new_message()
-        self._due = deadline
-        self._timer.due_by(loop, deadline)  # one timer per connection: gateway/timers.py
-        self.transport.write(data)
-        return waiter
-
-    def _on_timer(self) -> None:
-        if self._waiter is None:
-            return
-        loop = asyncio.get_running_loop()
-        if early(loop, self._due):
-            self._timer.due_by(loop, self._due)
-            return
-        timeout = self._pool.timeout
-        self._fail(UpstreamTimeout(f"no complete response within {timeout}s"))
-
-    # -- asyncio callbacks ---------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:  # both loops set it already; small POSTs must not wait on Nagle
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._pool._opened(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._timer.cancel()
-        self._pool._lost(self)
-        if self._waiter is None:
-            return
-        if exc is None and self._status >= 200 and _delimited_by_close(self._headers):
-            self._resolve()
-        elif self._received:
-            self._fail(ProtocolError("connection closed mid-response"))
-        else:
-            self._fail(_Unanswered("connection closed before any response byte"))
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None:
-            self.transport.abort()  # bytes nobody asked for: this connection's framing is lost
-            return
-        self._received = True
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(ProtocolError(f"malformed response: {exc!r}"))
-            return
-        if self._waiter is not None and self._status == 0:
-            self._head_size += len(data)
-            if self._head_size > MAX_HEAD:
-                self._fail(ProtocolError(f"response head larger than {MAX_HEAD} bytes"))
-
-    # -- httptools callbacks -------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self._waiter is None:  # a second response in the bytes after ours
-            raise ProtocolError("unsolicited response")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self._status = self._parser.get_status_code()
-
-    def on_body(self, chunk: bytes) -> None:
-        room = self._pool.max_body - self._body_size
-        if room > 0:
-            self._body.append(chunk if len(chunk) <= room else chunk[:room])
-        self._body_size += len(chunk)
-
-    def on_message_complete(self) -> None:
-        if self._status < 200:
-            self._new_message()  # 1xx interim (100 Continue): the final response follows
-            return
-        # Asked now: llhttp forgets the message's keep-alive state once it completes.
-        self.keep_alive = self._parser.should_keep_alive()
-        self._resolve()
-        if not self.keep_alive:
-            self.transport.close()
-
-    def _resolve(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            body = b"".join(self._body)
-            waiter.set_result(Response(self._status, tuple(self._headers), body))
-
-    def _fail(self, error: UpstreamError) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-        self.transport.abort()
+# The errors and the response are this module's API too (the forwarder's, the tests').
+__all__ = [
+    "ConnectError",
+    "Pool",
+    "PoolClosed",
+    "ProtocolError",
+    "Response",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
 
 
 class Pool:
@@ -231,50 +70,124 @@ class Pool:
         self.timeout = timeout
         self._max_idle = concurrency if max_idle is None else max_idle
         self.max_body = max_body
-        self._idle: list[_Connection] = []  # LIFO: the warmest connection is reused first
-        self._open: set[_Connection] = set()
+        self._idle: list[Connection] = []  # LIFO: the warmest connection is reused first
+        self._open: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._active = 0  # slots held, including ones handed to a waiter not yet resumed
         self._closed = False
         self._all_lost = asyncio.Event()
+        self._posting: set[asyncio.Task[Response]] = set()  # posts on their way to a connection
 
     async def request(self, head: bytes, body: bytes) -> Response:
         """POST one prebuilt request (`head` ends in CRLF CRLF) and return the response."""
+        return await self._request(head + body)
+
+    async def _request(self, data: bytes) -> Response:
         if self._closed:
             raise PoolClosed(f"{self!r} is closed")
         await self._acquire()
         try:
             deadline = asyncio.get_running_loop().time() + self.timeout
-            return await self._exchange(head + body, deadline)
+            return await self._exchange(data, deadline)
         finally:
             self._release()
 
+    def post(self, data: bytes, done: Done) -> None:
+        """`request` without a coroutine: the forwarder's path. `done(response, None)`
+        or `done(None, error)` runs exactly once, always from a later callback.
+
+        With a free slot and an idle connection the request is written at once and
+        `done` runs from that connection's data_received: no future, no task, no
+        coroutine to resume (the forwarder's lanes and futures cost it ~N µs an
+        event: benchmarks/cpu_per_delivery.sh). Otherwise (a connect, a queue for a
+        slot, the resend of a stale keep-alive) a task takes the `request` path."""
+        loop = asyncio.get_running_loop()
+        if self._idle and self._active < self._concurrency and not self._closed:
+            conn = self._idle.pop()
+            if not conn.transport.is_closing():
+                self._active += 1
+                deadline = loop.time() + self.timeout
+                conn.post(data, deadline, partial(self._posted, conn, data, deadline, done))
+                return
+        self._post_by_task(self._request(data), done)
+
+    def _posted(
+        self,
+        conn: Connection,
+        data: bytes,
+        deadline: float,
+        done: Done,
+        response: Response | None,
+        error: UpstreamError | None,
+    ) -> None:
+        if isinstance(error, Unanswered):  # a stale keep-alive, as in _exchange
+            self._post_by_task(self._resend(data, deadline), done)
+            return
+        if error is None:
+            self._keep(conn)
+        self._release()
+        done(response, error)
+
+    async def _resend(self, data: bytes, deadline: float) -> Response:
+        """_exchange's resend, for a post: it holds its slot until the answer."""
+        try:
+            return await self._exchange_fresh(data, deadline)
+        finally:
+            self._release()
+
+    def _post_by_task(self, request: Coroutine[Any, Any, Response], done: Done) -> None:
+        task = asyncio.get_running_loop().create_task(request)
+        self._posting.add(task)
+        task.add_done_callback(partial(self._answered_by_task, done))
+
+    def _answered_by_task(self, done: Done, task: asyncio.Task[Response]) -> None:
+        self._posting.discard(task)
+        if task.cancelled():  # by aclose, maybe before it even started
+            done(None, PoolClosed("the pool closed before the request was answered"))
+            return
+        error = task.exception()
+        if error is None:
+            done(task.result(), None)
+        elif isinstance(error, UpstreamError):
+            done(None, error)
+        else:  # not the target's doing, but the event is still owed its delivery
+            done(None, ProtocolError(f"{type(error).__name__}: {error}"))
+
     async def _exchange(self, data: bytes, deadline: float) -> Response:
         conn = self._idle.pop() if self._idle else None
-        reused = conn is not None
         if conn is None:
-            conn = await self._connect_by(deadline)
+            return await self._exchange_fresh(data, deadline)
         try:
-            try:
-                response = await conn.send(data, deadline)
-            except _Unanswered:
-                if not reused:
-                    raise
-                # Stale keep-alive: the target closed this idle connection as we wrote
-                # to it. Nothing was read, so one resend on a fresh connection is safe
-                # (and the forwarder's delivery is at-least-once in any case).
-                conn = await self._connect_by(deadline)
-                response = await conn.send(data, deadline)
+            response = await conn.send(data, deadline)
+        except Unanswered:
+            # Stale keep-alive: the target closed this idle connection as we wrote
+            # to it. Nothing was read, so one resend on a fresh connection is safe
+            # (and the forwarder's delivery is at-least-once in any case).
+            return await self._exchange_fresh(data, deadline)
         except BaseException:
             conn.transport.abort()  # after a timeout or error its state is unknown: reset
             raise
+        self._keep(conn)
+        return response
+
+    async def _exchange_fresh(self, data: bytes, deadline: float) -> Response:
+        conn = await self._connect_by(deadline)
+        try:
+            response = await conn.send(data, deadline)
+        except BaseException:
+            conn.transport.abort()
+            raise
+        self._keep(conn)
+        return response
+
+    def _keep(self, conn: Connection) -> None:
+        """Back to the idle list after a complete response, or closed."""
         if conn.reusable and not self._closed and len(self._idle) < self._max_idle:
             self._idle.append(conn)
         else:
             conn.transport.close()
-        return response
 
-    async def _connect_by(self, deadline: float) -> _Connection:
+    async def _connect_by(self, deadline: float) -> Connection:
         """A new connection, within both `connect_timeout` and the request's deadline."""
         try:
             async with asyncio.timeout_at(deadline):
@@ -282,7 +195,7 @@ class Pool:
         except TimeoutError:  # the deadline's; _connect's own is a ConnectError
             raise UpstreamTimeout(f"no complete response within {self.timeout}s") from None
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
         if self._closed:
             raise PoolClosed(f"{self!r} is closed")
         loop = asyncio.get_running_loop()
@@ -290,7 +203,7 @@ class Pool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self), self._host, self._port
+                    lambda: Connection(self), self._host, self._port
                 )
         except TimeoutError:  # before OSError: TimeoutError is one
             raise ConnectError(
@@ -329,12 +242,12 @@ class Pool:
 
     # -- connection bookkeeping ------------------------------------------------
 
-    def _opened(self, conn: _Connection) -> None:
+    def opened(self, conn: Connection) -> None:
         self._open.add(conn)
         if self._closed:
             conn.transport.abort()
 
-    def _lost(self, conn: _Connection) -> None:
+    def lost(self, conn: Connection) -> None:
         self._open.discard(conn)
         if conn in self._idle:  # the target closed an idle connection: never hand it out
             self._idle.remove(conn)
@@ -348,6 +261,8 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed(f"{self!r} closed while queued"))
+        for task in self._posting:
+            task.cancel()  # its done gets PoolClosed: _answered_by_task
         if not self._open:
             return
         self._all_lost.clear()
@@ -372,13 +287,3 @@ class Pool:
             f"<Pool {self._host}:{self._port} active={self._active} idle={len(self._idle)} "
             f"queued={len(self._waiters)} concurrency={self._concurrency}>"
         )
-
-
-def _delimited_by_close(headers: list[tuple[bytes, bytes]]) -> bool:
-    """True if the body runs to EOF: no Content-Length and not chunked (RFC 9112 6.3)."""
-    for name, value in headers:
-        if name == b"content-length":
-            return False
-        if name == b"transfer-encoding" and value.rstrip().lower().endswith(b"chunked"):
-            return False
-    return True

@@ -223,6 +223,28 @@ def test_at_sigterm_entries_claimed_ahead_are_delivered_within_the_grace(
     assert redis_db.xlen(STREAM) == 3  # the rest still queued for the next start
 
 
+def test_a_delivery_unanswered_when_the_grace_ends_stays_pending_for_the_next_start(
+    start_gateway: Callable[..., GatewayProcess],
+    sink: Sink,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    # The app takes 30 s to answer; the grace is 300 ms. At its end the gateway
+    # lets go: no ack, no retry, no dead letter. The entries stay pending under
+    # its consumer name, delivered again after the restart (at least once).
+    sink.delay = 30.0
+    config = config_variant(tmp_path, {"shutdown_grace": "300ms"})
+    gw = start_gateway(config=config)
+    for i in range(2):
+        assert post_once(gw.port, with_key(f"g-{i}")).status == 200
+    sink.wait_for(lambda s: len(s.received()) == 2, what="both deliveries in flight")
+    gw.signal(signal.SIGTERM)
+    assert gw.wait(20) == 0
+    assert redis_db.xpending(STREAM, "gateway")["pending"] == 2
+    assert redis_db.zcard(RETRY) == 0
+    assert redis_db.xlen(DEAD) == 0
+
+
 def load_until_killed(gw: GatewayProcess, enough: Callable[[int], bool], signum: int) -> list[str]:
     acked: list[str] = []
     stop = threading.Event()

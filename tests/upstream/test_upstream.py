@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import uvloop
@@ -22,6 +22,8 @@ from gateway.upstream import (
     Pool,
     PoolClosed,
     ProtocolError,
+    Response,
+    UpstreamError,
     UpstreamTimeout,
 )
 
@@ -158,6 +160,34 @@ async def pool_on(target: Target, **options: Any) -> AsyncIterator[Pool]:
             await pool.aclose()
 
 
+async def request_by_post(pool: Pool, head: bytes, body: bytes) -> Response:
+    """Pool.request's contract, kept by Pool.post: the forwarder's way in."""
+    answered: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+
+    def done(response: Response | None, error: UpstreamError | None) -> None:
+        assert not answered.done(), "done ran twice"
+        assert (response is None) != (error is None)
+        if error is None:
+            answered.set_result(cast(Response, response))
+        else:
+            answered.set_exception(error)
+
+    pool.post(head + body, done)
+    assert not answered.done(), "done ran inside post()"
+    return await answered
+
+
+@pytest.fixture(params=["request", "post"])
+def way_in(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs a test through Pool.request as written, and again with every
+    pool.request(...) going through Pool.post (a seam this project owns)."""
+    if request.param == "post":
+        monkeypatch.setattr(Pool, "request", request_by_post)
+
+
+both_ways = pytest.mark.usefixtures("way_in")
+
+
 async def answer_all(peer: Peer) -> None:
     while await peer.read_request() is not None:
         await peer.send(ok())
@@ -166,6 +196,7 @@ async def answer_all(peer: Peer) -> None:
 # -- response framing ----------------------------------------------------------
 
 
+@both_ways
 def test_content_length_response_is_returned_with_lower_cased_headers() -> None:
     async def script(peer: Peer) -> None:
         await peer.read_request()
@@ -186,6 +217,7 @@ def test_content_length_response_is_returned_with_lower_cased_headers() -> None:
     run(main())
 
 
+@both_ways
 def test_chunked_response_split_into_many_writes_is_reassembled() -> None:
     payload = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
     payload += b"5\r\nhello\r\n1;ext=1\r\n,\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
@@ -206,6 +238,7 @@ def test_chunked_response_split_into_many_writes_is_reassembled() -> None:
     run(main())
 
 
+@both_ways
 def test_close_delimited_body_ends_at_eof_and_its_connection_is_not_reused() -> None:
     async def script(peer: Peer) -> None:
         await peer.read_request()
@@ -230,6 +263,7 @@ def test_close_delimited_body_ends_at_eof_and_its_connection_is_not_reused() -> 
     ],
     ids=["content-length", "chunked"],
 )
+@both_ways
 def test_truncated_body_is_a_protocol_error_and_not_retried(reply: bytes) -> None:
     async def script(peer: Peer) -> None:
         await peer.read_request()
@@ -246,6 +280,7 @@ def test_truncated_body_is_a_protocol_error_and_not_retried(reply: bytes) -> Non
     run(main())
 
 
+@both_ways
 def test_interim_100_continue_is_skipped() -> None:
     async def script(peer: Peer) -> None:
         while await peer.read_request() is not None:
@@ -261,6 +296,7 @@ def test_interim_100_continue_is_skipped() -> None:
     run(main())
 
 
+@both_ways
 def test_malformed_response_is_a_protocol_error_and_the_connection_is_dropped() -> None:
     async def script(peer: Peer) -> None:
         await peer.read_request()
@@ -278,6 +314,7 @@ def test_malformed_response_is_a_protocol_error_and_the_connection_is_dropped() 
     run(main())
 
 
+@both_ways
 def test_oversized_body_is_capped_and_the_rest_read_and_discarded() -> None:
     big = bytes(range(256)) * 1024  # 256 KiB
 
@@ -298,6 +335,7 @@ def test_oversized_body_is_capped_and_the_rest_read_and_discarded() -> None:
     run(main())
 
 
+@both_ways
 def test_endless_response_head_is_a_protocol_error() -> None:
     async def script(peer: Peer) -> None:
         await peer.read_request()
@@ -313,6 +351,7 @@ def test_endless_response_head_is_a_protocol_error() -> None:
     run(main())
 
 
+@both_ways
 def test_bytes_after_the_response_make_the_connection_unusable() -> None:
     async def script(peer: Peer) -> None:
         while await peer.read_request() is not None:
@@ -332,6 +371,7 @@ def test_bytes_after_the_response_make_the_connection_unusable() -> None:
 # -- keep-alive ------------------------------------------------------------------
 
 
+@both_ways
 def test_keep_alive_connection_is_reused() -> None:
     async def main() -> None:
         target = Target(answer_all)
@@ -353,6 +393,7 @@ def test_keep_alive_connection_is_reused() -> None:
     ],
     ids=["connection-close", "http-1.0"],
 )
+@both_ways
 def test_response_that_ends_the_connection_is_honoured(reply: bytes) -> None:
     async def script(peer: Peer) -> None:
         await peer.read_request()
@@ -371,6 +412,7 @@ def test_response_that_ends_the_connection_is_honoured(reply: bytes) -> None:
     run(main())
 
 
+@both_ways
 def test_http_1_0_keep_alive_response_is_reused() -> None:
     async def script(peer: Peer) -> None:
         while await peer.read_request() is not None:
@@ -388,6 +430,7 @@ def test_http_1_0_keep_alive_response_is_reused() -> None:
     run(main())
 
 
+@both_ways
 def test_idle_connection_closed_by_the_target_is_dropped_before_reuse() -> None:
     async def first(peer: Peer) -> None:
         await peer.read_request()
@@ -408,6 +451,7 @@ def test_idle_connection_closed_by_the_target_is_dropped_before_reuse() -> None:
     run(main())
 
 
+@both_ways
 def test_stale_keep_alive_connection_is_retried_once_on_a_fresh_one() -> None:
     async def first(peer: Peer) -> None:
         await peer.read_request()
@@ -426,6 +470,7 @@ def test_stale_keep_alive_connection_is_retried_once_on_a_fresh_one() -> None:
     run(main())
 
 
+@both_ways
 def test_fresh_connection_closed_unanswered_is_not_retried() -> None:
     async def first(peer: Peer) -> None:
         await peer.read_request()
@@ -569,6 +614,7 @@ def test_slot_handed_to_a_caller_cancelled_before_it_resumes_is_passed_on() -> N
 # -- timeouts and connect errors -------------------------------------------------
 
 
+@both_ways
 def test_slow_response_head_raises_upstream_timeout_and_the_connection_is_closed() -> None:
     async def slow(peer: Peer) -> None:
         await peer.read_request()
@@ -590,6 +636,7 @@ def test_slow_response_head_raises_upstream_timeout_and_the_connection_is_closed
     run(main())
 
 
+@both_ways
 def test_connect_refused_is_a_connect_error() -> None:
     async def main() -> None:
         with bound_port() as port:  # bound, not listening: the kernel refuses
@@ -602,17 +649,10 @@ def test_connect_refused_is_a_connect_error() -> None:
     run(main())
 
 
+@both_ways
 def test_connect_that_gets_no_answer_times_out_as_a_connect_error() -> None:
     async def main() -> None:
-        # A listener whose accept queue is full drops further SYNs: connect hangs.
-        with socket.socket() as listener:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(0)
-            port = listener.getsockname()[1]
-            fillers = [socket.socket() for _ in range(4)]
-            for filler in fillers:
-                filler.setblocking(False)
-                filler.connect_ex(("127.0.0.1", port))
+        with unanswered_port() as port:
             pool = Pool("127.0.0.1", port, concurrency=1, connect_timeout=0.2, timeout=5.0)
             try:
                 with pytest.raises(ConnectError, match="no answer"):
@@ -620,10 +660,26 @@ def test_connect_that_gets_no_answer_times_out_as_a_connect_error() -> None:
                 assert pool.active == 0
             finally:
                 await pool.aclose()
-                for filler in fillers:
-                    filler.close()
 
     run(main())
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A listener whose accept queue is full drops further SYNs: a connect hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        try:
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 @contextmanager
@@ -636,6 +692,7 @@ def bound_port() -> Iterator[int]:
 # -- closing ---------------------------------------------------------------------
 
 
+@both_ways
 def test_aclose_closes_idle_connections_and_later_requests_raise() -> None:
     async def main() -> None:
         target = Target(answer_all)
@@ -662,5 +719,60 @@ def test_aclose_fails_queued_callers() -> None:
             with pytest.raises(ProtocolError):
                 await held
             assert (pool.active, pool.idle, pool.queued) == (0, 0, 0)
+
+    run(main())
+
+
+# -- post: the forwarder's callback path -------------------------------------------
+
+
+def test_done_may_post_the_next_request_on_the_same_connection() -> None:
+    # The forwarder posts its next entry from inside `done`. The connection that
+    # just answered is the idle one it gets: the next request goes out on it while
+    # its data_received is still on the stack. A 100 KiB answer also checks that
+    # its bytes do not count against the next response's head limit.
+    big = b"x" * (100 << 10)
+
+    async def script(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await peer.send(ok(big))
+
+    async def main() -> None:
+        target = Target(script)
+        async with pool_on(target, concurrency=1) as pool:
+            bodies: list[int] = []
+            finished = asyncio.get_running_loop().create_future()
+
+            def done(response: Response | None, error: UpstreamError | None) -> None:
+                if error is not None:
+                    finished.set_exception(error)
+                    return
+                assert response is not None
+                bodies.append(len(response.body))
+                if len(bodies) < 5:
+                    pool.post(b"".join(post()), done)
+                else:
+                    finished.set_result(None)
+
+            pool.post(b"".join(post()), done)
+            await finished
+            assert bodies == [len(big)] * 5
+            assert (pool.active, pool.idle) == (0, 1)
+        assert target.connections == 1
+
+    run(main())
+
+
+def test_aclose_answers_a_post_still_connecting_with_pool_closed() -> None:
+    async def main() -> None:
+        with unanswered_port() as port:
+            pool = Pool("127.0.0.1", port, concurrency=1, connect_timeout=5.0, timeout=5.0)
+            outcome = asyncio.get_running_loop().create_future()
+            pool.post(b"".join(post()), lambda *answer: outcome.set_result(answer))
+            await pool.aclose()
+            response, error = await outcome
+            assert response is None
+            assert isinstance(error, PoolClosed)
+            assert pool.active == 0
 
     run(main())
