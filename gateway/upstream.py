@@ -98,7 +98,7 @@ class Pool:
 
         With a free slot and an idle connection the request is written at once and
         `done` runs from that connection's data_received: no future, no task, no
-        coroutine to resume (the forwarder's lanes and futures cost it ~N µs an
+        coroutine to resume (the forwarder's lanes and futures cost it ~4 µs an
         event: benchmarks/cpu_per_delivery.sh). Otherwise (a connect, a queue for a
         slot, the resend of a stale keep-alive) a task takes the `request` path."""
         loop = asyncio.get_running_loop()
