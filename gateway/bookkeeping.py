@@ -1,9 +1,9 @@
 """The forwarder's store writes after an attempt: acks, retries, dead letters.
 
-Each write runs as a task this object owns, so cancelling a delivery at shutdown
-cannot cut one in half (`settle` awaits it through a shield), and `finish` waits
-for what is still running. Acks are gathered for ACK_DELAY and go to the store as
-one call per partition.
+Each write runs as a task this object owns, so cancelling whoever awaits it
+cannot cut it in half (`settle` awaits it through a shield), and `finish` waits
+for what is still running, up to a bound (at stop, after the grace). Acks are
+gathered for ACK_DELAY and go to the store as one call per partition.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from gateway.errors import StoreUnavailable
 from gateway.metrics import TargetMetrics
@@ -16,10 +17,15 @@ from gateway.store import DeliveryStore
 
 
 async def watch_depth(
-    store: DeliveryStore, target: str, metrics: TargetMetrics, interval: float
+    store: DeliveryStore,
+    target: str,
+    metrics: TargetMetrics,
+    interval: float,
+    stopping: Callable[[], bool],
 ) -> None:
-    """Until cancelled."""
-    while True:
+    """Until cancelled, or `stopping()` at its next turn (a cancellation can be
+    absorbed inside a redis-py call: gateway.forwarder's stop)."""
+    while not stopping():
         reading = await _read(store, target)
         if reading is not None:
             total, oldest = reading

@@ -9,39 +9,30 @@ stay pending, resumed by this consumer name or reclaimed after the visibility
 timeout. The attempt number is counted durably before the attempt: Redis
 raises an entry's delivery counter as part of the claim.
 
-A delivery is a chain of callbacks, not a coroutine: render and post
-(`_deliver`), the answer arrives from the connection (`_answered`), the ack is
-gathered and the slot takes the next waiting entry (`_finished`). A coroutine per
-slot cost ~4 µs more per event (benchmarks/cpu_per_delivery.sh). Retries and dead
-letters, rare, run as a task holding the slot until their store write is done. Ack,
-retry and dead-letter writes are gateway/bookkeeping.py's: owned tasks, so a stop
-cannot cut one in half.
+Delivering is gateway/deliveries.py's (a chain of callbacks per entry, up to
+`concurrency` at once); this module claims, promotes due retries, reclaims what a
+dead consumer left, and watches the queue depth.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import time
-from collections import deque
 from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import Any
 
 import structlog
 
-from gateway.bookkeeping import Bookkeeping
 from gateway.config import ForwarderConfig, SourceConfig, TargetConfig
+from gateway.deliveries import Deliveries
 from gateway.depth import watch_depth
 from gateway.errors import StoreUnavailable
-from gateway.formats import Renderer, UnknownSource
 from gateway.metrics import Metrics, TargetMetrics
 from gateway.models import Queued
-from gateway.policy import Verdict, judge, next_delay
 from gateway.store import DeliveryStore
-from gateway.upstream import ConnectError, Pool, Response, UpstreamError, UpstreamTimeout
 
 log = structlog.get_logger("gateway.forwarder")
 
@@ -50,8 +41,8 @@ _IDLE_RETRY = 1.0  # seconds between store calls while the store is down
 _DEPTH_INTERVAL = 2.0  # seconds between queue depth readings
 _LOOP_STOP_TIMEOUT = 2.0
 CLAIM_GATHER = 0.002  # seconds a claim waits for more free slots (see _wait_for_slot)
-# Claimed entries that may wait for a lane, as a share of `concurrency`. With none,
-# lanes sat idle for each claim's round trip while ingest kept Redis busy: under the
+# Claimed entries that may wait for a free slot, as a share of `concurrency`. With
+# none, slots sat idle for each claim's round trip while ingest kept Redis busy: under the
 # harness' e2e load (concurrency 64) the backlog took 2.32-2.57 s to drain after the
 # load stopped; with half, 0.52-0.56 s (and the pre-filled drain went from 28.2-28.8k
 # to 29.5-31.3k events/s).
@@ -87,29 +78,14 @@ class TargetForwarder:
         self._config = config
         self._metrics = metrics
         self._consumer = consumer_name(config)
-        self._renderer = Renderer(target, sources)
-        self._pool = Pool(
-            target.host,
-            target.port,
-            concurrency=target.concurrency,
-            connect_timeout=target.connect_timeout,
-            timeout=target.timeout,
-        )
-        self._rng = random.Random()
-        # The claim budget: idle lanes plus entries allowed to wait for one.
+        # The claim budget: free slots plus entries allowed to wait for one.
         self._free = target.concurrency + int(target.concurrency * PREFETCH)
         self._gather_at = max(1, min(config.batch, target.concurrency) // 4)
         self._slot_freed = asyncio.Event()
         self._retry_scheduled = asyncio.Event()
-        # Up to `concurrency` deliveries at once, each a chain of callbacks (post,
-        # answered, finished) rather than a coroutine: see _deliver.
-        self._busy = 0  # deliveries started and not yet finished
-        self._ready: deque[Queued] = deque()  # claimed ahead, waiting for a slot
-        self._idle = asyncio.Event()  # set when _busy falls to 0
-        self._settling: set[asyncio.Task[None]] = set()  # retry / dead-letter writes
-        self._abandoned = False  # past the grace at stop
-        self._delivering: set[tuple[int, bytes]] = set()  # (partition, entry id) in flight
-        self._bookkeeping = Bookkeeping(store, target.name)
+        self._deliveries = Deliveries(
+            target, sources, store, metrics, self._freed, self._retry_scheduled.set
+        )
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self._outage_logged = -_OUTAGE_LOG_INTERVAL
@@ -120,7 +96,11 @@ class TargetForwarder:
             self._run(self._promote(partition))
         self._run(self._reclaim())
         if self._watches_depth:
-            self._run(watch_depth(self._store, self.target.name, self._metrics, _DEPTH_INTERVAL))
+            self._run(
+                watch_depth(
+                    self._store, self.target.name, self._metrics, _DEPTH_INTERVAL, self._is_stopping
+                )
+            )
 
     def _run(self, loop_body: Coroutine[Any, Any, None]) -> None:
         self._loops.append(asyncio.get_running_loop().create_task(_until_stopped(loop_body)))
@@ -197,6 +177,9 @@ class TargetForwarder:
             except TimeoutError:
                 pass
 
+    def _is_stopping(self) -> bool:
+        return self._stopping
+
     async def _until_ok(self, call: Any) -> Any:
         """Run a store call until it succeeds: an outage pauses the forwarder."""
         while True:
@@ -230,101 +213,15 @@ class TargetForwarder:
     # -- delivering -----------------------------------------------------------
 
     def _in_flight(self, entry: Queued) -> bool:
-        return (entry.partition, entry.id) in self._delivering
+        return self._deliveries.holds(entry)
 
     def _start(self, entry: Queued) -> None:
-        self._free -= 1
-        self._delivering.add((entry.partition, entry.id))
-        if self._busy < self.target.concurrency:
-            self._deliver(entry)
-        else:
-            self._ready.append(entry)
+        if self._deliveries.start(entry):
+            self._free -= 1
 
-    def _deliver(self, entry: Queued) -> None:
-        """Render and post; `_answered` takes it from there. Retries and dead
-        letters, rare, wait for their store write in a task that holds the slot."""
-        self._busy += 1
-        try:
-            if entry.attempt > self.target.max_attempts:
-                # Earlier attempts crashed or froze the gateway mid-delivery.
-                reason = "attempts exhausted during a crash or freeze"
-                self._settle_later(self._dead_letter(entry, 0, reason), entry)
-                return
-            try:
-                head, body = self._renderer.render(entry)
-            except UnknownSource as exc:
-                self._settle_later(self._dead_letter(entry, 0, str(exc)), entry)
-                return
-            self._pool.post(head + body, partial(self._answered, entry, time.perf_counter()))
-        except Exception as exc:  # a bug: the entry stays pending, redelivered later
-            self._crashed(entry, exc)
-
-    def _answered(
-        self, entry: Queued, started: float, response: Response | None, error: UpstreamError | None
-    ) -> None:
-        if self._abandoned:
-            return  # past the grace at stop: the entry stays pending
-        try:
-            self._metrics.duration.observe(time.perf_counter() - started)
-            if error is not None:
-                self._metrics.outcome(_error_outcome(error))
-                status, reason = 0, f"{type(error).__name__}: {error}"
-            else:
-                assert response is not None
-                status, reason = response.status, ""
-                self._metrics.outcome("delivered" if 200 <= status < 300 else "http_error")
-            verdict = judge(status)
-            if verdict is Verdict.DELIVERED:
-                self._bookkeeping.ack_later(entry)
-                self._finished(entry)
-            elif verdict is Verdict.RETRY and entry.attempt < self.target.max_attempts:
-                self._settle_later(self._retry_later(entry, status, response), entry)
-            else:
-                self._settle_later(
-                    self._dead_letter(entry, status, reason or f"HTTP {status}"), entry
-                )
-        except Exception as exc:
-            self._crashed(entry, exc)
-
-    async def _retry_later(self, entry: Queued, status: int, response: Response | None) -> None:
-        bounds = (self.target.backoff.initial, self.target.backoff.max)
-        retry_after = None if response is None else response.header(b"retry-after")
-        delay = next_delay(entry.attempt, status, retry_after, bounds, time.time(), self._rng)
-        due_ms = int((time.time() + delay) * 1000)
-        await self._bookkeeping.settle(self._store.retry_later(entry, self.target.name, due_ms))
-        self._retry_scheduled.set()
-
-    async def _dead_letter(self, entry: Queued, status: int, error: str) -> None:
-        await self._bookkeeping.dead_letter(entry, status, error)
-        self._metrics.dead_letters.inc()
-
-    def _settle_later(self, write: Coroutine[Any, Any, None], entry: Queued) -> None:
-        """The delivery's slot stays taken until its store write is done."""
-        task = asyncio.get_running_loop().create_task(write)
-        self._settling.add(task)
-        task.add_done_callback(partial(self._settled, entry))
-
-    def _settled(self, entry: Queued, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._crashed(entry, task.exception())
-            return
-        self._finished(entry)
-
-    def _crashed(self, entry: Queued, exc: BaseException | None) -> None:
-        log.error("delivery_crashed", target=self.target.name, error=repr(exc))
-        self._finished(entry)
-
-    def _finished(self, entry: Queued) -> None:
-        """The slot is free: hand it the next claimed entry, if one waits."""
-        self._busy -= 1
-        self._delivering.discard((entry.partition, entry.id))
+    def _freed(self) -> None:
         self._free += 1
         self._slot_freed.set()
-        if self._ready and not self._abandoned:
-            self._deliver(self._ready.popleft())
-        elif self._busy == 0:
-            self._idle.set()
 
     # -- shutdown -------------------------------------------------------------
 
@@ -339,24 +236,10 @@ class TargetForwarder:
         for task in self._loops:
             task.cancel()
         await asyncio.wait(self._loops, timeout=_LOOP_STOP_TIMEOUT)
-        # What was claimed ahead is still delivered within the grace.
-        if self._busy:
-            self._idle.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self._idle.wait()
-        # Late answers are ignored: their entries stay pending, delivered after the
-        # restart. A store write already started runs to its end (bookkeeping).
-        self._abandoned = True
-        self._ready.clear()
-        await self._bookkeeping.finish(within=max(grace, 1.0))
-        await self._pool.aclose()
+        await self._deliveries.stop(grace)
 
     def __repr__(self) -> str:
-        return (
-            f"<TargetForwarder {self.target.name} in_flight={self._busy} "
-            f"free={self._free} bookkeeping={len(self._bookkeeping)} pool={self._pool!r}>"
-        )
+        return f"<TargetForwarder {self.target.name} free={self._free} {self._deliveries!r}>"
 
 
 class Forwarder:
@@ -383,14 +266,6 @@ class Forwarder:
 
     async def stop(self, grace: float) -> None:
         await asyncio.gather(*(t.stop(grace) for t in self.targets))
-
-
-def _error_outcome(exc: UpstreamError) -> str:
-    if isinstance(exc, ConnectError):
-        return "connect_error"
-    if isinstance(exc, UpstreamTimeout):
-        return "timeout"
-    return "protocol_error"
 
 
 async def _until_stopped(loop_body: Coroutine[Any, Any, None]) -> None:

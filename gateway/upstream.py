@@ -3,8 +3,9 @@
 Two ways in. `request()` is a coroutine: it waits for a slot, then for the response.
 `post()` is the forwarder's: with a slot and an idle connection free it writes at
 once and the outcome reaches a callback from the connection's data_received, with
-no future, task or coroutine in between. No task is spawned per request on either
-path, and no pipelining: gateway/upstream_connection.py holds the connection.
+no future, task or coroutine in between; only a post that must connect, queue for
+a slot or resend runs as a task. No pipelining: gateway/upstream_connection.py
+holds the connection.
 Measured: ~55k POST/s to a localhost sink on one core, where aiohttp's client does ~5k.
 """
 
@@ -16,6 +17,8 @@ from collections import deque
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
+
+import structlog
 
 from gateway.upstream_connection import (
     MAX_BODY,
@@ -40,6 +43,8 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
 ]
+
+log = structlog.get_logger("gateway.upstream")
 
 
 class Pool:
@@ -100,14 +105,20 @@ class Pool:
         `done` runs from that connection's data_received: no future, no task, no
         coroutine to resume (the forwarder's lanes and futures cost it ~4 µs an
         event: benchmarks/cpu_per_delivery.sh). Otherwise (a connect, a queue for a
-        slot, the resend of a stale keep-alive) a task takes the `request` path."""
+        slot) a task takes the `request` path, and the resend after a stale
+        keep-alive a task of its own. If `post` raises, `done` never runs."""
         loop = asyncio.get_running_loop()
         if self._idle and self._active < self._concurrency and not self._closed:
             conn = self._idle.pop()
             if not conn.transport.is_closing():
                 self._active += 1
                 deadline = loop.time() + self.timeout
-                conn.post(data, deadline, partial(self._posted, conn, data, deadline, done))
+                try:
+                    conn.post(data, deadline, partial(self._posted, conn, data, deadline, done))
+                except BaseException:
+                    conn.transport.abort()
+                    self._release()
+                    raise
                 return
         self._post_by_task(self._request(data), done)
 
@@ -121,19 +132,13 @@ class Pool:
         error: UpstreamError | None,
     ) -> None:
         if isinstance(error, Unanswered):  # a stale keep-alive, as in _exchange
-            self._post_by_task(self._resend(data, deadline), done)
+            # It keeps this slot: released when the resend is answered, however.
+            self._post_by_task(self._exchange_fresh(data, deadline), partial(_released, self, done))
             return
         if error is None:
             self._keep(conn)
         self._release()
         done(response, error)
-
-    async def _resend(self, data: bytes, deadline: float) -> Response:
-        """_exchange's resend, for a post: it holds its slot until the answer."""
-        try:
-            return await self._exchange_fresh(data, deadline)
-        finally:
-            self._release()
 
     def _post_by_task(self, request: Coroutine[Any, Any, Response], done: Done) -> None:
         task = asyncio.get_running_loop().create_task(request)
@@ -150,7 +155,8 @@ class Pool:
             done(task.result(), None)
         elif isinstance(error, UpstreamError):
             done(None, error)
-        else:  # not the target's doing, but the event is still owed its delivery
+        else:  # a bug, not the target's doing; the event is still owed its delivery
+            log.error("upstream_crashed", error=repr(error), exc_info=error)
             done(None, ProtocolError(f"{type(error).__name__}: {error}"))
 
     async def _exchange(self, data: bytes, deadline: float) -> Response:
@@ -287,3 +293,10 @@ class Pool:
             f"<Pool {self._host}:{self._port} active={self._active} idle={len(self._idle)} "
             f"queued={len(self._waiters)} concurrency={self._concurrency}>"
         )
+
+
+def _released(
+    pool: Pool, done: Done, response: Response | None, error: UpstreamError | None
+) -> None:
+    pool._release()
+    done(response, error)

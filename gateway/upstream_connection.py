@@ -131,14 +131,14 @@ class Connection(asyncio.Protocol):
         once: UpstreamTimeout after `deadline`."""
         if self.transport.is_closing():
             raise Unanswered("connection closed before the request was written")
-        self._done = done
         self.keep_alive = self._received = False
         self._head_size = 0
         self._new_message()
+        self.transport.write(data)  # answers arrive from a later callback, never in here
+        self._done = done  # after the write: if it raises, `done` never runs
         self._due = deadline
         # one timer per connection: gateway/timers.py
         self._timer.due_by(asyncio.get_running_loop(), deadline)
-        self.transport.write(data)
 
     def _on_timer(self) -> None:
         if self._done is None:

@@ -776,3 +776,25 @@ def test_aclose_answers_a_post_still_connecting_with_pool_closed() -> None:
             assert pool.active == 0
 
     run(main())
+
+
+def test_aclose_during_a_posts_resend_answers_it_and_frees_its_slot() -> None:
+    async def first(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(ok(b"one"))
+        await peer.read_request()  # then closes unanswered: a stale keep-alive
+
+    async def main() -> None:
+        target = Target(first, holding(asyncio.Event()))  # the resend is never answered
+        async with pool_on(target) as pool:
+            assert (await request_by_post(pool, *post())).body == b"one"
+            outcome = asyncio.get_running_loop().create_future()
+            pool.post(b"".join(post(b"again")), lambda *answer: outcome.set_result(answer))
+            await target.until(lambda: len(target.requests) == 3)  # resent, held
+            await pool.aclose()
+            response, error = await outcome
+            assert response is None
+            assert isinstance(error, PoolClosed)
+            assert pool.active == 0
+
+    run(main())
