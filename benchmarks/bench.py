@@ -47,19 +47,27 @@ class Bench:
 
 def start_redis(children: Children, pinning: Pinning, workdir: Path) -> str:
     """Redis as the gateway requires it in production: AOF, and never evict a key."""
+    return redis_server(children, pinning, workdir, "redis")[0]
+
+
+def redis_server(
+    children: Children, pinning: Pinning, workdir: Path, name: str
+) -> tuple[str, Child]:
+    """A Redis as start_redis starts it, named `name` (its log and its data directory
+    in `workdir`): its URL, and the child, for a measurement that stops its own."""
     (port,) = free_ports(1)
-    data = workdir / "redis"
+    data = workdir / name
     data.mkdir()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data)]
     argv += ["--maxmemory-policy", "noeviction"]
-    child = children.start("redis", pinning.load(argv))
+    child = children.start(name, pinning.load(argv))
     url = f"redis://127.0.0.1:{port}/0"
     try:
         wait_for(lambda: redis_answers(url), child, READY_TIMEOUT_S, "answering PING")
     except ChildFailed as exc:
         raise ChildFailed(f"{exc}\n{child.log_tail()}") from None
-    return url
+    return url, child
 
 
 def redis_answers(url: str) -> bool:

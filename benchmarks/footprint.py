@@ -2,6 +2,9 @@
 
     python -m benchmarks.footprint [--events 1000000] [--starts 10]
 
+Also the `footprint` group of `python -m benchmarks.run` (measure_in_run), with the
+run's Redis and pinning; a smoke run there admits SMOKE_EVENTS events, in 1 s rounds.
+
 - start-up: the gateway's command is exec'd `--starts` times (Redis already up);
   each time, the seconds from Popen until /readyz first answers 200 (polled every
   2 ms), then SIGTERM. Reported as min / median / max. A gateway that exits first, or
@@ -9,14 +12,15 @@
   with its last output.
 - memory: one gateway with its forwarder on, delivering to the counting sink
   (benchmarks/sink_server.py), under wrk (fresh key per request) in 3 s rounds until
-  `--events` events were admitted; after each round, the gateway's VmRSS from
-  /proc. DEDUP_TTL is 60 s so Redis holds a bounded number of markers.
+  `--events` events were admitted, 2 rounds at least; after each round, the gateway's
+  VmRSS from /proc. DEDUP_TTL is 60 s so Redis holds a bounded number of markers. A
+  round that admits nothing stops the run (the gateway refuses the load).
 
 Pinning as in benchmarks/run.py on a machine with 2+ CPUs: the gateway on CPU 0,
-wrk and the sink on the rest; Redis (AOF everysec, noeviction) is not pinned. The
-processes are the harness' children (benchmarks/children.py): each log is in the
-scratch directory, and none outlives the run. Prints a Markdown report and writes it
-to benchmarks/FOOTPRINT.md.
+wrk and the sink on the rest; Redis (AOF everysec, noeviction) is not pinned here (in
+the harness it is the run's Redis, on the load CPUs). The processes are the harness'
+children (benchmarks/children.py): each log is in the scratch directory, and none
+outlives the run. Prints a Markdown report and writes it to benchmarks/FOOTPRINT.md.
 """
 
 from __future__ import annotations
@@ -25,24 +29,64 @@ import argparse
 import dataclasses
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from benchmarks.bench import start_redis, wait_ready
+import redis
+
+from benchmarks.bench import WRK_OVERRUN_S, Bench, flush_store, start_redis, wait_ready
 from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib
 from benchmarks.machine import Pinning, this_machine_pinning
+from benchmarks.process_report import TARGET_EVENTS, footprint_facts, footprint_table
+from benchmarks.wrkout import WrkParseError, parse_wrk_output
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "FOOTPRINT.md"
 WRK_SCRIPT = REPO / "benchmarks" / "wrk" / "post_fresh_key.lua"
+GROUP = "footprint"
 ROUND_S = 3
+SMOKE_ROUND_S = 1
+MIN_ROUNDS = 2
+DEFAULT_EVENTS = TARGET_EVENTS
+SMOKE_EVENTS = 20_000
+DEFAULT_STARTS = 10
+SMOKE_STARTS = 3
 START_POLL_S = 0.002  # the /readyz poll of a timed start: what is measured is the wait itself
 STOP_GRACE_S = 20.0  # the gateway drains for up to its shutdown_grace (10 s) after SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class FootprintPlan:
+    events: int  # admitted before the last round ends
+    starts: int
+    round_s: int = ROUND_S
+    smoke: bool = False
+
+    @classmethod
+    def of_run(cls, events: int, *, smoke: bool) -> FootprintPlan:
+        """The harness' plan (a smoke run: fewer starts, 1 s rounds)."""
+        if smoke:
+            return cls(events, SMOKE_STARTS, SMOKE_ROUND_S, smoke=True)
+        return cls(events, DEFAULT_STARTS)
+
+    def wrk(self, url: str) -> list[str]:
+        return ["wrk", "-t1", "-c64", f"-d{self.round_s}s", "--latency", "-s", str(WRK_SCRIPT), url]
+
+
+@dataclass(slots=True)
+class Rounds:
+    """The memory half: (events admitted, RSS MiB) after each round, the first idle."""
+
+    samples: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    requests: int = 0
+    non2xx: int = 0
+    errors: int = 0  # wrk's socket errors
 
 
 def start_gateway(
@@ -86,56 +130,106 @@ def rss_now(child: Child) -> float:
 
 
 def memory_rounds(
-    children: Children, pinning: Pinning, env: dict[str, str], data: Path, events: int
-) -> list[tuple[int, float]]:
+    children: Children, pinning: Pinning, env: dict[str, str], data: Path, plan: FootprintPlan
+) -> Rounds:
     (sink_port,) = free_ports(1)
     sink_argv = [sys.executable, "-m", "benchmarks.sink_server", "--port", str(sink_port)]
-    sink = children.start("sink", pinning.load(sink_argv), cwd=REPO)
+    sink = children.start(f"{GROUP}-sink", pinning.load(sink_argv), cwd=REPO)
     env = {**env, "FORWARD_URL": f"http://127.0.0.1:{sink_port}/events", "DEDUP_TTL": "60s"}
-    gateway, port, admin = start_gateway(children, pinning, env, data, "gateway")
-    samples: list[tuple[int, float]] = []
+    gateway, port, admin = start_gateway(children, pinning, env, data, f"{GROUP}-gateway")
+    rounds = Rounds()
     try:
+        wait_ready(children, sink, f"http://127.0.0.1:{sink_port}/count")
         wait_ready(children, gateway, readyz(admin))
-        samples.append((0, rss_now(gateway)))
-        url = f"http://127.0.0.1:{port}/webhooks/inbox"
-        wrk = ["wrk", "-t1", "-c64", f"-d{ROUND_S}s", "-s", str(WRK_SCRIPT), url]
-        while samples[-1][0] < events:
-            subprocess.run(pinning.load(wrk), check=True, capture_output=True)
-            samples.append((admitted(admin), rss_now(gateway)))
-            print(f"  {samples[-1][0]:>9,} events  RSS {samples[-1][1]:.1f} MiB", flush=True)
+        rounds.samples.append((0, rss_now(gateway)))
+        wrk = pinning.load(plan.wrk(f"http://127.0.0.1:{port}/webhooks/inbox"))
+        # Two rounds at least, so that the growth is taken between two of them.
+        while rounds.samples[-1][0] < plan.events or len(rounds.samples) <= MIN_ROUNDS:
+            _one_round(wrk, plan, rounds)
+            rounds.samples.append((admitted(admin), rss_now(gateway)))
+            events, rss = rounds.samples[-1]
+            print(f"  {events:>9,} events  RSS {rss:.1f} MiB", flush=True)
+            if rounds.samples[-1][0] <= rounds.samples[-2][0]:
+                raise ChildFailed(f"a round admitted no events:\n{gateway.log_tail()}")
     finally:
         children.stop(gateway)
         children.stop(sink)
-    return samples
+    return rounds
 
 
-def rss_near(samples: list[tuple[int, float]], events: int) -> tuple[int, float]:
-    return min(samples, key=lambda s: abs(s[0] - events))
+def _one_round(wrk: list[str], plan: FootprintPlan, rounds: Rounds) -> None:
+    timeout_s = plan.round_s + WRK_OVERRUN_S
+    done = subprocess.run(wrk, check=True, capture_output=True, text=True, timeout=timeout_s)
+    result = parse_wrk_output(done.stdout)
+    rounds.requests += result.requests
+    rounds.non2xx += result.non2xx
+    rounds.errors += result.socket_errors.total
 
 
-def report(starts: list[float], samples: list[tuple[int, float]], events: int) -> str:
-    low, high = rss_near(samples, events // 5), samples[-1]
+def measure(
+    children: Children, pinning: Pinning, env: dict[str, str], data: Path, plan: FootprintPlan
+) -> dict[str, Any]:
+    """The starts, then the memory rounds: the facts (benchmarks.process_report)."""
+    print("start-up:", flush=True)
+    starts = [
+        time_to_ready(children, pinning, env, data, f"{GROUP}-start-{i}")
+        for i in range(1, plan.starts + 1)
+    ]
+    print("  " + " ".join(f"{s:.3f}" for s in starts), flush=True)
+    print("memory:", flush=True)
+    rounds = memory_rounds(children, pinning, env, data, plan)
+    wrk = {"requests": rounds.requests, "non2xx": rounds.non2xx, "errors": rounds.errors}
+    return footprint_facts(starts, rounds.samples, plan.events) | {
+        "round_s": plan.round_s,
+        "wrk": wrk,
+        "wrk_command": " ".join(plan.wrk("URL")[:5]),
+        "smoke": plan.smoke,
+    }
+
+
+def measure_in_run(bench: Bench, plan: FootprintPlan) -> dict[str, Any]:
+    """The `footprint` group of benchmarks.run: the run's Redis (emptied) and pinning."""
+    where = "the gateway on the server CPU, wrk, the sink and Redis on the load CPUs"
+    pinned = bench.pinning.pinned
+    pinning = f"Pinned as the rest of the run: {where}." if pinned else f"{bench.pinning.note}."
+    print(f"\n== footprint: {plan.starts} starts, RSS over {plan.events:,} events", flush=True)
+    data = bench.workdir / GROUP
+    data.mkdir()
+    env = {"STORE_URL": bench.store_url, "LOG_LEVEL": "warning"}
+    facts: dict[str, Any] = {"events": plan.events, "smoke": plan.smoke, "pinning": pinning}
+    try:
+        flush_store(bench.store_url)
+        facts |= measure(bench.children, bench.pinning, env, data, plan)
+    except (
+        ChildFailed,
+        OSError,
+        subprocess.SubprocessError,
+        WrkParseError,
+        redis.RedisError,
+    ) as exc:
+        print(f"   footprint: FAILED: {exc}", flush=True)
+        return facts | {"error": str(exc), "usable": False, "flags": [f"failed: {exc}"]}
+    wrk = facts["wrk"]
+    flags = [f"{wrk[k]:,} {k}" for k in ("non2xx", "errors") if wrk[k]]
+    return facts | {"error": None, "usable": True, "flags": flags}
+
+
+def report(facts: dict[str, Any]) -> str:
     lines = [
         "# Footprint",
         "",
         f"Run {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: `python -m benchmarks.footprint"
-        f" --events {events} --starts {len(starts)}` ({os.cpu_count()} CPUs; gateway pinned"
-        " to CPU 0, wrk and the sink on the others, Redis unpinned).",
+        f" --events {facts['events']} --starts {len(facts['starts_s'])}` ({os.cpu_count()}"
+        " CPUs; gateway pinned to CPU 0, wrk and the sink on the others, Redis unpinned).",
         "",
-        "| measure | value |",
-        "|---|--:|",
-        f"| exec → /readyz 200, median of {len(starts)} | {statistics.median(starts):.3f} s |",
-        f"| exec → /readyz 200, min / max | {min(starts):.3f} / {max(starts):.3f} s |",
-        f"| RSS idle (ready, no events) | {samples[0][1]:.1f} MiB |",
-        f"| RSS after {low[0]:,} events | {low[1]:.1f} MiB |",
-        f"| RSS after {high[0]:,} events | {high[1]:.1f} MiB |",
-        f"| growth from {low[0]:,} to {high[0]:,} events | {high[1] - low[1]:+.1f} MiB |",
+        *footprint_table(facts),
         "",
-        "RSS after each 3 s round of `wrk -t1 -c64` (forwarder on, delivering to the sink):",
+        f"RSS after each {facts['round_s']} s round of `wrk -t1 -c64` (forwarder on,"
+        " delivering to the sink):",
         "",
         "| events admitted | RSS MiB |",
         "|--:|--:|",
-        *(f"| {n:,} | {rss:.1f} |" for n, rss in samples),
+        *(f"| {n:,} | {rss:.1f} |" for n, rss in facts["samples"]),
         "",
     ]
     return "\n".join(lines)
@@ -143,8 +237,8 @@ def report(starts: list[float], samples: list[tuple[int, float]], events: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--starts", type=int, default=10)
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS)
+    parser.add_argument("--starts", type=int, default=DEFAULT_STARTS)
     args = parser.parse_args()
     pinning = this_machine_pinning()
     with (
@@ -155,15 +249,8 @@ def main() -> None:
         # Redis unpinned, as in every footprint run so far (the report says so).
         unpinned = dataclasses.replace(pinning, load_cpus=())
         env = {"STORE_URL": start_redis(children, unpinned, data), "LOG_LEVEL": "warning"}
-        print("start-up:", flush=True)
-        starts = [
-            time_to_ready(children, pinning, env, data, f"gateway-start-{i}")
-            for i in range(1, args.starts + 1)
-        ]
-        print("  " + " ".join(f"{s:.3f}" for s in starts), flush=True)
-        print("memory:", flush=True)
-        samples = memory_rounds(children, pinning, env, data, args.events)
-    text = report(starts, samples, args.events)
+        facts = measure(children, pinning, env, data, FootprintPlan(args.events, args.starts))
+    text = report(facts)
     OUT.write_text(text)
     print(text)
 

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -142,19 +142,55 @@ def foreign_cpu_seconds(ours: Collection[int]) -> dict[int, float]:
     and other than this one: what else is running on the machine."""
     found = {}
     me = os.getpid()
+    for pid, fields in _process_stats():
+        # After the parenthesised name: state ppid pgrp session ... utime(14) stime(15).
+        if pid in (me, KTHREADD) or int(fields[1]) == KTHREADD or int(fields[3]) in ours:
+            continue  # kernel threads work for everyone, us included
+        found[pid] = _cpu_seconds(fields)
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float | None:
+    """CPU seconds so far of `root` and of every live process below it (a gateway
+    supervisor and its workers), each with its reaped children's: a worker that exits
+    and is restarted during a measurement moves into its supervisor's cutime/cstime,
+    so nothing is lost or counted twice. None once `root` is gone."""
+    tree = process_tree(root)
+    return sum(tree.values()) if tree else None
+
+
+def process_tree(root: int) -> dict[int, float]:
+    """`root` and every live process below it: pid -> CPU seconds so far, reaped
+    children included (cutime + cstime). Empty once `root` is gone."""
+    cpu: dict[int, float] = {}
+    below: dict[int, list[int]] = {}
+    for pid, fields in _process_stats():
+        cpu[pid] = _cpu_seconds(fields) + (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+        below.setdefault(int(fields[1]), []).append(pid)
+    tree: dict[int, float] = {}
+    todo = [root] if root in cpu else []
+    while todo:
+        pid = todo.pop()
+        tree[pid] = cpu[pid]
+        todo += below.get(pid, [])
+    return tree
+
+
+def _process_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the /proc/<pid>/stat fields after the command name) of every process now."""
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
+        if not entry.name.isdigit():
             continue
         try:
             stat = Path(entry.path, "stat").read_text()
         except OSError:  # it exited meanwhile
             continue
-        # After the parenthesised name: state ppid pgrp session ... utime(14) stime(15).
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[1]) == KTHREADD or int(entry.name) == KTHREADD or int(fields[3]) in ours:
-            continue  # kernel threads work for everyone, us included
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return found
+        # The name is parenthesised and may contain spaces: split after its ")".
+        yield int(entry.name), stat.rpartition(")")[2].split()
+
+
+def _cpu_seconds(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 KTHREADD = 2  # the parent of every kernel thread

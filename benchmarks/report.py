@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks import process_report
 from benchmarks.wrkout import WrkResult
 
 # The ratio columns of the ingest table: req/s relative to these systems, same scenario.
@@ -214,7 +215,11 @@ def document(
     outcomes: Sequence[SystemOutcome],
     delivery: Sequence[DeliveryOutcome] = (),
     delivery_settings: dict[str, Any] | None = None,
+    workers: dict[str, Any] | None = None,
+    footprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`workers`, `footprint`: those groups' JSON (benchmarks/workers.py, footprint.py),
+    None when they did not run."""
     doc = {
         "run": run,
         "machine": machine,
@@ -246,6 +251,8 @@ def document(
             "results": {o.scenario: delivery_json(o) for o in delivery},
         },
     }
+    groups = {"workers": workers, "footprint": footprint}
+    doc |= {name: group for name, group in groups.items() if group is not None}
     doc["targets"] = targets(doc)
     return doc
 
@@ -286,7 +293,9 @@ def _target(
     met: bool | None,
     basis: str,
     inputs: Sequence[_Num | None],
+    shown: str | None = None,
 ) -> dict[str, Any]:
+    """`shown`: the measured cell as text, where a number and a unit would not say it."""
     clean = all(n is not None and n.clean for n in inputs)
     return {
         "measure": measure,
@@ -294,8 +303,17 @@ def _target(
         "value": _rounded(value),
         "met": met,
         "basis": basis,
-        "clean": clean if inputs else None,
+        # A row not measured has nothing to be clean or not.
+        "clean": clean if inputs and value is not None else None,
+        "shown": shown,
     }
+
+
+def _group_target(measure: str, goal: str, found: dict[str, Any]) -> dict[str, Any]:
+    """A row from one of process_report's `found` dicts (the workers or footprint group)."""
+    value = found["value"]
+    num = _Num(0.0 if value is None else value, measure, found["clean"])
+    return _target(measure, goal, value, found["met"], found["basis"], [num], found["shown"])
 
 
 def _limit_target(
@@ -386,45 +404,43 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             at_most=False,
         )
     )
-    ready = doc["systems"].get(GATEWAY, {}).get("ready_s")
-    rows.append(
-        _target(
-            "exec to /readyz 200",
-            "≤ 1 s",
-            ready,
-            None if ready is None else ready <= 1.0,
-            "not measured in this run"
-            if ready is None
-            else f"{ready:.2f} s (gateway, ingest config; polled every 20 ms)",
-            [],
-        )
-    )
-    rows.append(_rss_row(doc))
-    rows.append(
-        _target(
-            "2 workers vs 1 (SO_REUSEPORT)",
-            "reported",
-            None,
-            None,
-            "not measured by this harness",
-            [],
-        )
-    )
+    rows += [_ready_row(doc), _rss_row(doc), _workers_row(doc)]
     return rows
 
 
 _BASES = ("bare", "bare_admit", "bare_call", "fastapi")
+READY, RSS, WORKERS = "exec to /readyz 200", "RSS after 1M events", "2 workers vs 1 (SO_REUSEPORT)"
+
+
+def _ready_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """The footprint group's starts; without it, the ingest gateway's one start."""
+    if "footprint" in doc:
+        return _group_target(READY, "≤ 1 s", process_report.ready_target(doc["footprint"]))
+    ready = doc["systems"].get(GATEWAY, {}).get("ready_s")
+    if ready is None:
+        return _target(READY, "≤ 1 s", None, None, "not measured in this run", [])
+    basis = f"{ready:.2f} s (gateway, ingest config; polled every 20 ms)"
+    return _target(READY, "≤ 1 s", ready, ready <= 1.0, basis, [])
 
 
 def _rss_row(doc: dict[str, Any]) -> dict[str, Any]:
-    """Not the target's measurement (1M events, growth from 200k): what this run saw."""
+    """The footprint group's; without it, not the target's measurement: what this run saw."""
+    goal = "≤ 80 MB, no growth"
+    if "footprint" in doc:
+        return _group_target(RSS, goal, process_report.rss_target(doc["footprint"]))
     gateway = doc["systems"].get(GATEWAY, {}).get("scenarios", {})
     rss = [s["rss_mb"] for s in gateway.values() if s.get("rss_mb") is not None]
     requests = sum(s.get("requests", 0) for s in gateway.values())
     basis = "not measured by this harness"
     if rss:
         basis += f" (gateway RSS after this run's {requests:,} ingest requests: {rss[-1]:.0f} MB)"
-    return _target("RSS after 1M events", "≤ 80 MB, no growth", None, None, basis, [])
+    return _target(RSS, goal, None, None, basis, [])
+
+
+def _workers_row(doc: dict[str, Any]) -> dict[str, Any]:
+    if "workers" in doc:
+        return _group_target(WORKERS, "reported", process_report.workers_target(doc["workers"]))
+    return _target(WORKERS, "reported", None, None, "not measured by this harness", [])
 
 
 _TARGETS_HEADER = "| measure | target | measured | met | from |\n|---|---|--:|---|---|"
@@ -434,7 +450,9 @@ def _target_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
     out = []
     for row in rows:
         value = row["value"]
-        if value is None:
+        if row.get("shown"):
+            measured = row["shown"]
+        elif value is None:
             measured = "—"
         elif row["target"].endswith("x"):
             measured = f"{value:.2f}x"
@@ -475,7 +493,8 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
     parts.append(f"Pinning: {machine['pinning']['note']}.")
     if chart:
         parts.append(f"![req/s and p50/p99 ack latency per system]({chart})")
-    if doc["systems"] or doc.get("delivery", {}).get("results"):
+    groups = [doc.get(name) for name in ("workers", "footprint")]
+    if doc["systems"] or doc.get("delivery", {}).get("results") or any(groups):
         parts += [
             "## Targets (issue 6), as ratios within this run",
             "\n".join([_TARGETS_HEADER, *_target_rows(doc.get("targets", []))]),
@@ -494,6 +513,10 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
             "\n".join([_DELIVERY_HEADER, *_delivery_rows(delivery["results"])]),
             _delivery_note(delivery),
         ]
+    if doc.get("workers"):
+        parts += process_report.workers_section(doc["workers"])
+    if doc.get("footprint"):
+        parts += process_report.footprint_section(doc["footprint"])
     parts.append(_machine_note(machine))
     return "\n\n".join(parts) + "\n"
 

@@ -1,7 +1,8 @@
 """Measure the same load against several systems on this machine, in one run.
 
     python -m benchmarks.run [--smoke] [--duration SECONDS] [--out DIR] [--systems bare,gateway]
-                             [--scenarios ingest,drain,e2e] [--events N] [--retries N]
+                             [--scenarios ingest,drain,e2e,workers,footprint] [--events N]
+                             [--retries N] [--pairs N] [--footprint-events N]
 
 Starts Redis, then runs the scenario groups, each system as child processes, the
 server under test pinned to one CPU and the load (wrk, Redis, the sink) to the others:
@@ -10,8 +11,12 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
   warm-up (none in a smoke run), then every scenario of SCENARIOS on an emptied Redis;
   latency_half is paced at half the req/s the same system reached in throughput;
 - drain and e2e (benchmarks/delivery.py): the delivery half, always the bare client
-  against the gateway with its forwarder on, delivering to a counting sink.
-By default all groups run (drain and e2e only when the gateway is among --systems).
+  against the gateway with its forwarder on, delivering to a counting sink;
+- workers (benchmarks/workers.py): the ingest gateway with 1 and with 2 workers,
+  --pairs interleaved pairs of the throughput load, nothing pinned;
+- footprint (benchmarks/footprint.py): exec -> /readyz over several starts, and the
+  gateway's RSS over --footprint-events events (1M; a smoke run 20k).
+By default all groups run (all but ingest only when the gateway is among --systems).
 Writes <out>/<timestamp>.json, .md and .png (the chart: req/s and p50/p99 per system,
 with matplotlib); a full run (not smoke, every system and scenario) also replaces
 benchmarks/RESULTS.md and benchmarks/RESULTS.png. Exits 1 when a system failed to
@@ -32,7 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -40,10 +45,11 @@ from typing import Any, NoReturn
 
 import redis
 
-from benchmarks import chart, delivery, report
+from benchmarks import chart, delivery, footprint, report, workers
 from benchmarks.bench import Bench, flush_store, run_wrk, start_redis, start_system, store_keys
 from benchmarks.children import Child, ChildFailed, Children
 from benchmarks.delivery import DeliveryPlan
+from benchmarks.footprint import FootprintPlan
 from benchmarks.machine import (
     CpuWatch,
     Pinning,
@@ -72,7 +78,8 @@ DEFAULT_DURATION_S = 10
 SMOKE_DURATION_S = 1
 WARMUP_S = 1
 DEFAULT_RETRIES = 2
-GROUPS = ("ingest", *delivery.SCENARIOS)
+GROUPS = ("ingest", *delivery.SCENARIOS, workers.GROUP, footprint.GROUP)
+GroupMeasure = Callable[[Bench], dict[str, Any]]  # a group measured on the run's Bench
 IDLE_CHECK_S = 1.0  # how long the machine is watched before the run
 BUSY_WARNING = 0.1  # above this share of the CPUs busy before the run: a warning
 
@@ -133,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems = args.systems if "ingest" in args.scenarios else ()
     plan = _delivery_plan(args)
     warmup_s = 0 if args.smoke else WARMUP_S
+    measures = _group_measures(args)
     try:
-        outcomes, delivered = measure_all(
-            systems, pinning, scenarios, args.duration, plan, warmup_s, args.retries
+        outcomes, delivered, groups = measure_all(
+            systems, pinning, scenarios, args.duration, plan, warmup_s, args.retries, measures
         )
     except ChildFailed as exc:
         print(f"error: the harness could not start: {exc}", file=sys.stderr)
@@ -150,13 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes=outcomes,
         delivery=delivered,
         delivery_settings=_delivery_settings(plan, pinning),
+        **groups,
     )
     # Only a complete run replaces RESULTS.md: a partial one (--systems, --scenarios)
     # would publish targets whose other half was never measured.
     every = len(args.systems) == len(select(None)) and args.scenarios == GROUPS
     complete = every and not args.smoke
     publish(doc, args.out or _default_out(args.smoke), results=complete)
-    return verdict(outcomes, delivered)
+    return verdict(outcomes, delivered, groups)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -196,6 +205,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         f" smoke {delivery.SMOKE_EVENTS:,})",
     )
     parser.add_argument(
+        "--pairs",
+        type=int,
+        help=f"workers: interleaved runs of 1 and 2 workers (default {workers.DEFAULT_PAIRS},"
+        f" smoke {workers.SMOKE_PAIRS})",
+    )
+    parser.add_argument(
+        "--footprint-events",
+        type=int,
+        help=f"footprint: events admitted for the RSS rounds (default"
+        f" {footprint.DEFAULT_EVENTS:,}, smoke {footprint.SMOKE_EVENTS:,})",
+    )
+    parser.add_argument(
         "--republish",
         type=Path,
         metavar="JSON",
@@ -219,12 +240,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.events = delivery.SMOKE_EVENTS if args.smoke else delivery.DEFAULT_EVENTS
     if args.events < 1:
         parser.error("--events must be at least 1")
+    if args.pairs is None:
+        args.pairs = workers.SMOKE_PAIRS if args.smoke else workers.DEFAULT_PAIRS
+    if args.footprint_events is None:
+        args.footprint_events = footprint.SMOKE_EVENTS if args.smoke else footprint.DEFAULT_EVENTS
+    if args.pairs < 1 or args.footprint_events < 1:
+        parser.error("--pairs and --footprint-events must be at least 1")
     return args
 
 
 def required_tools(groups: Sequence[str]) -> list[str]:
     """redis-server always; wrk for the groups that drive the gateway with it."""
-    needs_wrk = "ingest" in groups or "e2e" in groups
+    needs_wrk = any(group in groups for group in ("ingest", "e2e", workers.GROUP, footprint.GROUP))
     return ["wrk", "redis-server"] if needs_wrk else ["redis-server"]
 
 
@@ -244,6 +271,15 @@ def _delivery_plan(args: argparse.Namespace) -> DeliveryPlan | None:
     if not chosen:
         return None
     return DeliveryPlan(chosen, args.events, delivery.CONNECTIONS, args.duration)
+
+
+def _group_measures(args: argparse.Namespace) -> dict[str, GroupMeasure]:
+    plan = FootprintPlan.of_run(args.footprint_events, smoke=args.smoke)
+    measures: dict[str, GroupMeasure] = {
+        workers.GROUP: lambda bench: workers.measure_workers(bench, args.pairs),
+        footprint.GROUP: lambda bench: footprint.measure_in_run(bench, plan),
+    }
+    return {name: measure for name, measure in measures.items() if name in args.scenarios}
 
 
 def _delivery_settings(plan: DeliveryPlan | None, pinning: Pinning) -> dict[str, Any]:
@@ -272,7 +308,10 @@ def measure_all(
     plan: DeliveryPlan | None,
     warmup_s: int = WARMUP_S,
     retries: int = 0,
-) -> tuple[list[SystemOutcome], list[DeliveryOutcome]]:
+    measures: Mapping[str, GroupMeasure] | None = None,
+) -> tuple[list[SystemOutcome], list[DeliveryOutcome], dict[str, dict[str, Any]]]:
+    """Every group in turn; `measures`: the later groups (workers, footprint), whose
+    JSON comes back by group name."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Children(Path(tmp)) as children:
         workdir = Path(tmp)
         store_url = start_redis(children, pinning, workdir)
@@ -282,7 +321,8 @@ def measure_all(
         )
         outcomes = [measure(bench, system) for system in systems]
         delivered = delivery.measure_delivery(bench, plan) if plan else []
-        return outcomes, delivered
+        groups = {name: measure(bench) for name, measure in (measures or {}).items()}
+        return outcomes, delivered, groups
 
 
 def measure(bench: Bench, system: System) -> SystemOutcome:
@@ -390,6 +430,8 @@ def _run_facts(
         "systems": [system.name for system in args.systems] if "ingest" in args.scenarios else [],
         "scenarios": list(args.scenarios),
         "events": args.events,
+        "pairs": args.pairs,
+        "footprint_events": args.footprint_events,
         **code_version(),
     }
 
@@ -460,11 +502,17 @@ def _profile_section() -> str:
     return "\n" + PROFILE.read_text()
 
 
-def verdict(outcomes: Sequence[SystemOutcome], delivered: Sequence[DeliveryOutcome] = ()) -> int:
+def verdict(
+    outcomes: Sequence[SystemOutcome],
+    delivered: Sequence[DeliveryOutcome] = (),
+    groups: dict[str, dict[str, Any]] | None = None,
+) -> int:
     failed = [o.name for o in outcomes if not o.usable]
     flagged = [o.name for o in outcomes if any(s.flags() for s in o.scenarios)]
     failed += [f"{d.system} {d.scenario}" for d in delivered if not d.usable]
     flagged += [f"{d.system} {d.scenario}" for d in delivered if d.usable and d.flags()]
+    failed += [name for name, group in (groups or {}).items() if not group["usable"]]
+    flagged += [name for name, g in (groups or {}).items() if g["usable"] and g["flags"]]
     if flagged:
         print(f"WARNING: runs with errors (not comparable): {', '.join(flagged)}", file=sys.stderr)
     if failed:

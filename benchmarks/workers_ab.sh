@@ -2,6 +2,8 @@
 # 1 vs 2 workers, ingest only, nothing pinned (wrk and Redis share the cores with the
 # gateway): RUNS interleaved runs of `wrk -t1 -c64 -d5s` per setting (default 4), each
 # printing req/s and the CPU the gateway's processes (supervisor and workers) used.
+# The harness measures the same in every full run (`python -m benchmarks.run`, its
+# `workers` group: benchmarks/workers.py); this is the stand-alone command.
 # Usage: benchmarks/workers_ab.sh [RUNS]
 set -u
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 """The benchmark harness keeps working: its wrk parser and script, the targets it
-computes, and one smoke run of every system in every scenario (1 s each, no
-assertion on any duration or rate)."""
+computes, and one smoke run of every system in every scenario (1 s each), then of
+the workers and footprint groups (no assertion on any duration or rate)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,22 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import gateway
-from benchmarks import report
+from benchmarks import footprint, process_report, report, workers
 from benchmarks.bare_client import SEED, build_request
 from benchmarks.bare_redis import idempotency_key
-from benchmarks.machine import foreign_cpu_seconds, plan_pinning
+from benchmarks.machine import foreign_cpu_seconds, plan_pinning, tree_cpu_seconds
+from benchmarks.process_report import footprint_facts, workers_summary
 from benchmarks.run import SCENARIOS, parse_args, required_tools
 from benchmarks.systems import SYSTEMS
 from benchmarks.wrkout import SocketErrors, WrkParseError, parse_wrk_output
@@ -168,12 +172,42 @@ def test_bare_client_sends_the_very_bytes_the_forwarder_sends() -> None:
     assert build_request(url, seed, user_agent=user_agent) == head + body
 
 
-def test_delivery_groups_run_by_default_only_with_the_gateway() -> None:
-    assert parse_args([]).scenarios == ("ingest", "drain", "e2e")
+def test_gateway_groups_run_by_default_only_with_the_gateway() -> None:
+    every = ("ingest", "drain", "e2e", "workers", "footprint")
+    assert parse_args([]).scenarios == every
     assert parse_args(["--systems", "bare"]).scenarios == ("ingest",)
     assert parse_args(["--scenarios", "drain"]).scenarios == ("drain",)
     assert required_tools(("drain",)) == ["redis-server"]
-    assert "wrk" in required_tools(("e2e",))
+    for group in ("e2e", "workers", "footprint"):
+        assert "wrk" in required_tools((group,)), group
+
+
+def test_smoke_runs_fewer_worker_pairs_and_footprint_events() -> None:
+    full, smoke = parse_args([]), parse_args(["--smoke"])
+
+    assert (full.pairs, full.footprint_events) == (workers.DEFAULT_PAIRS, 1_000_000)
+    assert (smoke.pairs, smoke.footprint_events) == (workers.SMOKE_PAIRS, footprint.SMOKE_EVENTS)
+    assert parse_args(["--pairs", "2", "--footprint-events", "500"]).pairs == 2
+
+
+def test_process_tree_cpu_counts_the_processes_below_the_root() -> None:
+    # A shell whose child spins for 0.3 s of CPU, then sleeps: the shell itself uses
+    # next to none, so the tree reaching 0.25 s (/proc counts whole clock ticks) counts
+    # the child.
+    spin = "import time\nwhile time.process_time() < 0.3: pass\ntime.sleep(30)"
+    shell = subprocess.Popen(
+        ["sh", "-c", f"{shlex.quote(sys.executable)} -c {shlex.quote(spin)} & wait"],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (tree_cpu_seconds(shell.pid) or 0.0) < 0.25:
+            assert time.monotonic() < deadline, "the child's CPU never showed in the tree"
+            time.sleep(0.05)
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
+    assert tree_cpu_seconds(shell.pid) is None
 
 
 def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
@@ -265,6 +299,74 @@ def test_targets_of_systems_that_did_not_run_are_not_measured() -> None:
     ):
         assert rows[measure]["value"] is None
         assert rows[measure]["basis"] == "not measured in this run"
+
+
+WORKERS_ROW, RSS_ROW, READY_ROW = report.WORKERS, report.RSS, report.READY
+
+
+def _made_up_workers(pairs: list[tuple[float, float]]) -> dict:
+    """The workers group's JSON: req/s of (1 worker, 2 workers) per interleaved pair."""
+    runs = [
+        {"workers": n, "pair": pair, "rps": rps, "cores": 0.8, "cpu_us_per_request": 25.0}
+        | {"flags": []}
+        for pair, both in enumerate(pairs, 1)
+        for n, rps in zip((1, 2), both, strict=True)
+    ]
+    return {"cpus": 2, "pairs": len(pairs), "warmup_s": 1, "wrk": "wrk", "pinning": "None."} | {
+        "runs": runs,
+        "flags": [],
+        "summary": workers_summary(runs),
+    }
+
+
+def _made_up_footprint(samples: list[tuple[int, float]], *, smoke: bool = False) -> dict:
+    facts = footprint_facts([0.2, 0.3, 0.25], samples, 20_000 if smoke else 1_000_000)
+    wrk = {"requests": samples[-1][0], "non2xx": 0, "errors": 0}
+    return facts | {"smoke": smoke, "flags": [], "wrk": wrk, "wrk_command": "wrk"}
+
+
+def test_workers_row_reports_the_ratio_of_each_interleaved_pair() -> None:
+    run = _made_up_run()
+    run["workers"] = _made_up_workers([(20_000, 18_000), (20_000, 19_000), (25_000, 20_000)])
+
+    row = {row["measure"]: row for row in report.targets(run)}[WORKERS_ROW]
+
+    assert (row["value"], row["met"], row["shown"]) == (0.9, None, "0.80-0.95x per pair")
+    assert "on 2 CPUs, nothing pinned" in row["basis"]
+    text = "\n".join(process_report.workers_section(run["workers"]))
+    assert "| `workers: 1` | 20,000 - 25,000 | 0.80 | 25.0 | ok |" in text
+    assert "per interleaved pair: 0.90x, 0.95x, 0.80x." in text
+
+
+def test_rss_row_judges_1m_events_by_size_and_growth_since_200k() -> None:
+    samples = [(0, 40.0), (210_000, 46.0), (600_000, 46.2), (1_020_000, 46.5)]
+    run = _made_up_run() | {"footprint": _made_up_footprint(samples)}
+
+    rows = {row["measure"]: row for row in report.targets(run)}
+
+    assert (rows[RSS_ROW]["value"], rows[RSS_ROW]["met"]) == (46.5, True)
+    assert rows[RSS_ROW]["shown"] == "46.5 MiB, +0.5 MiB from 210,000 to 1,020,000 events"
+    # The footprint's starts replace the ingest gateway's single one.
+    assert (rows[READY_ROW]["value"], rows[READY_ROW]["met"]) == (0.25, True)
+    grown = _made_up_footprint([*samples[:-1], (1_020_000, 47.5)])
+    assert report.targets(run | {"footprint": grown})[-2]["met"] is False
+
+
+def test_a_smoke_footprint_gives_no_rss_verdict_and_says_so() -> None:
+    smoke = _made_up_footprint([(0, 40.0), (19_000, 44.0), (36_000, 44.1)], smoke=True)
+
+    row = report.targets(_made_up_run() | {"footprint": smoke})[-2]
+
+    assert (row["measure"], row["met"]) == (RSS_ROW, None)
+    assert row["basis"].startswith("smoke: 36,000 events, not 1,000,000, so no verdict")
+
+
+def test_rows_of_groups_that_did_not_run_say_not_measured_by_this_harness() -> None:
+    rows = {row["measure"]: row for row in report.targets(_made_up_run())}
+
+    assert rows[RSS_ROW]["basis"].startswith("not measured by this harness")
+    assert rows[WORKERS_ROW]["basis"] == "not measured by this harness"
+    assert rows[READY_ROW]["basis"].startswith("0.40 s (gateway, ingest config")
 
 
 def test_ingest_table_has_a_ratio_column_per_baseline() -> None:
@@ -378,7 +480,8 @@ def _bodies_posted_by_wrk(env: dict[str, str]) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
-    """`python -m benchmarks.run --smoke`: every system, every scenario, 1 s each."""
+    """`python -m benchmarks.run --smoke`: every system, every scenario, 1 s each; then
+    the delivery rows, one pair of 1 and 2 workers, and the footprint over 20k events."""
     missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"benchmark smoke run needs {' and '.join(missing)} on PATH")
@@ -456,6 +559,63 @@ def test_smoke_drain_delivers_exactly_the_prefilled_events(smoke: tuple[dict, st
     e2e = delivery["results"]["e2e"]
     assert e2e["usable"], output
     assert e2e["events"] >= e2e["expected"] > 0, output  # every acked event delivered
+
+
+@pytest.mark.integration
+def test_smoke_workers_runs_one_and_two_workers_interleaved(
+    smoke: tuple[dict, str, Path],
+) -> None:
+    doc, measured, text = _smoke_group(smoke, "workers")
+
+    assert measured["cpus"] == doc["machine"]["nproc"]
+    assert [(r["workers"], r["pair"]) for r in measured["runs"]] == [(1, 1), (2, 1)]
+    for run in measured["runs"]:
+        assert run["requests"] > 0, run
+        assert (run["non2xx"], run["errors"]) == (0, 0), run
+        # The supervisor and its two workers, or the one process; all CPU read from /proc.
+        assert run["processes"] == (1 if run["workers"] == 1 else 3), run
+        assert run["cores"] > 0, run
+        assert run["cpu_us_per_request"] > 0, run
+        assert run["argv"][0] == f"GATEWAY_WORKERS={run['workers']}"
+        assert "taskset" not in run["argv"] + run["wrk_argv"]  # nothing pinned, by design
+    [ratio] = measured["summary"]["ratios"]
+    assert ratio is not None
+    assert ratio > 0
+    assert "## 2 workers vs 1 (SO_REUSEPORT)" in text
+    assert f"share all {doc['machine']['nproc']} CPUs" in text
+
+
+@pytest.mark.integration
+def test_smoke_footprint_times_the_starts_and_reads_rss_after_each_round(
+    smoke: tuple[dict, str, Path],
+) -> None:
+    doc, found, text = _smoke_group(smoke, "footprint")
+
+    assert found["smoke"]
+    assert len(found["starts_s"]) == footprint.SMOKE_STARTS
+    assert all(start > 0 for start in found["starts_s"])
+    events = [n for n, _ in found["samples"]]
+    assert events[0] == 0
+    assert events == sorted(set(events)), found["samples"]  # every round admitted more
+    assert events[-1] >= found["events"] == footprint.SMOKE_EVENTS
+    assert all(rss > 0 for _, rss in found["samples"])
+    assert found["wrk"]["requests"] > 0, found
+    assert (found["wrk"]["non2xx"], found["wrk"]["errors"]) == (0, 0), found
+    rows = {row["measure"]: row for row in doc["targets"]}
+    assert rows[RSS_ROW]["value"] == found["rss_high"]["mib"]
+    assert rows[RSS_ROW]["basis"].startswith("smoke:")
+    assert rows[READY_ROW]["value"] == round(found["ready_s"]["median"], 3)
+    assert "## Footprint" in text
+
+
+def _smoke_group(smoke: tuple[dict, str, Path], name: str) -> tuple[dict, dict, str]:
+    """The smoke run's document, its JSON of one group (checked usable, with no flag
+    raised) and its Markdown report."""
+    doc, output, out = smoke
+    group = doc[name]
+    assert group["usable"], output
+    assert group["flags"] == [], output
+    return doc, group, (out / f"{doc['run']['stamp']}.md").read_text()
 
 
 def run_harness(*args: str) -> str:
