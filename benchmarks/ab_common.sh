@@ -1,4 +1,4 @@
-# What the A/B scripts (cpu_per_request.sh, cpu_per_delivery.sh, tail_aof.sh,
+# What the A/B scripts (cpu_per_request.sh, cpu_per_delivery.sh, cpu_split.sh, tail_aof.sh,
 # workers_ab.sh) share. Sourced, from the repo's root, after `set -u`:
 #   cd "$(dirname "$0")/.." && . benchmarks/ab_common.sh
 # A step that cannot go on (no PONG, no /readyz 200) stops the script through ab_die:
