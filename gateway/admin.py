@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from gateway import replies
-from gateway.protocol import Endpoint, Exchange, Request
+from gateway.endpoints import Endpoint, Exchange, Request
 from gateway.replies import Reply
 
 _OK = replies.build(200, b'{"status":"ok"}')

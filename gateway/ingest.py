@@ -13,10 +13,10 @@ from gateway import replies
 from gateway.admit import AdmitBatcher
 from gateway.clients import AllowList, RateLimiter, client_ip, retry_after_seconds
 from gateway.config import Clients, SourceConfig
+from gateway.endpoints import Endpoint, Exchange, Request
 from gateway.errors import Rejection
 from gateway.metrics import Metrics, SourceMetrics
 from gateway.models import Admission, AdmitOutcome, body_digest
-from gateway.protocol import Endpoint, Exchange, Request
 from gateway.replies import Reply
 from gateway.routing import Routes
 from gateway.sources import PATH_TOKEN, Source, build_source

@@ -1,7 +1,7 @@
 """HTTP/1.1 server protocol on httptools: framing, limits, deadlines, pipelining.
 
 Callbacks never await. A completed request is handed to its endpoint with an
-`Exchange`, its slot in the connection's response order; the endpoint fills
+`Exchange` (gateway.endpoints), its slot in the connection's response order; the endpoint fills
 the slot now or later, and the connection writes filled slots from the head
 of the queue, so pipelined requests are answered in order however their
 admits finish. httptools enforces no size limit and no deadline, so every
@@ -25,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol, cast
+from typing import cast
 
 import httptools
 
@@ -34,76 +33,11 @@ from gateway import framing, replies
 from gateway.config import Limits
 from gateway.connections import Connections as Connections  # re-exported
 from gateway.deadlines import Deadlines, Phase
+from gateway.endpoints import EarlyCheck, Endpoint, Exchange, Request, Router
 from gateway.framing import Headers, Rejected
 from gateway.replies import Reply
 
 LINGER_SECONDS = 2.0
-
-EarlyCheck = Callable[[Headers, str], Reply | None]  # (headers, peer address)
-
-
-class Request:
-    """One complete request, as the endpoint sees it."""
-
-    __slots__ = ("body", "headers", "method", "path", "received")
-
-    def __init__(
-        self,
-        method: bytes,
-        path: str,
-        headers: Headers,
-        body: bytes,
-        received: float,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.headers = headers  # names lower-cased, in arrival order; never trailers
-        self.body = body
-        self.received = received  # time.perf_counter() when the body completed
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class Endpoint(Protocol):
-    """Answers complete requests through their `Exchange`.
-
-    An endpoint may also define `early_check(headers, peer) -> Reply | None`
-    (an `EarlyCheck`; peer: the socket's remote address, "" for a Unix
-    socket), called once the head is complete and before the body is
-    read. A Reply from it is answered at once and the connection closed; the
-    listener writes and counts it (`Router.record`), so the endpoint must not
-    count it too. It is not a member here, so endpoints without it still match.
-    """
-
-    name: str
-
-    def handle(self, request: Request, exchange: Exchange) -> None: ...
-
-
-class Router(Protocol):
-    def resolve(self, method: bytes, path: str) -> Endpoint | Reply: ...
-
-    def record(self, status: int, path: str) -> None:
-        """Count a reply the listener gave without the endpoint's help."""
-
-
-class Exchange:
-    """A request's place in its connection's response order."""
-
-    __slots__ = ("close_after", "conn", "reply")
-
-    def __init__(self, conn: HttpProtocol, close_after: bool) -> None:
-        self.conn = conn
-        self.close_after = close_after
-        self.reply: Reply | None = None
-
-    def respond(self, reply: Reply) -> None:
-        self.reply = reply
-        self.conn.flush()
 
 
 class HttpProtocol(asyncio.Protocol):

@@ -28,11 +28,12 @@ import gateway
 from gateway.admin import AdminRouter, store_readiness
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted
+from gateway.endpoints import Router
 from gateway.errors import StoreUnavailable
 from gateway.forwarder import BLOCK_MS, Forwarder, consumer_name
 from gateway.ingest import ClientPolicy, IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
-from gateway.protocol import Connections, HttpProtocol, Router
+from gateway.protocol import Connections, HttpProtocol
 from gateway.routing import Routes
 from gateway.spool import SpoolingStore
 from gateway.spool_files import spool_file, warn_of_stranded_spools

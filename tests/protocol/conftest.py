@@ -13,8 +13,9 @@ import pytest
 import uvloop
 
 from gateway import replies
+from gateway.endpoints import Endpoint, Exchange, Request
 from gateway.framing import Headers
-from gateway.protocol import Connections, Endpoint, Exchange, HttpProtocol, Request
+from gateway.protocol import Connections, HttpProtocol
 from gateway.replies import Reply
 from tests.protocol.wire import connect
 from tests.support.rawhttp import RawClient

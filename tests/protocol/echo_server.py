@@ -14,7 +14,8 @@ import uvloop
 
 from gateway import replies
 from gateway.config import Limits
-from gateway.protocol import Connections, Endpoint, Exchange, HttpProtocol, Request
+from gateway.endpoints import Endpoint, Exchange, Request
+from gateway.protocol import Connections, HttpProtocol
 from gateway.replies import Reply
 
 
