@@ -21,7 +21,7 @@ from benchmarks.children import (
     wait_until,
 )
 from benchmarks.machine import Pinning
-from benchmarks.report import Scenario, ScenarioOutcome
+from benchmarks.outcomes import Scenario, ScenarioOutcome
 from benchmarks.systems import REPO, Launch, System, http_ok, resolve
 from benchmarks.wrkout import WrkParseError, parse_wrk_output
 

@@ -24,7 +24,7 @@ LATENCY_BARS = (
 
 
 def render(doc: dict[str, Any], path: Path) -> None:
-    """Write the chart of `doc` (a `report.document`) to `path` as PNG."""
+    """Write the chart of `doc` (a `document.document`) to `path` as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")

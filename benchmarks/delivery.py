@@ -35,7 +35,7 @@ from benchmarks.backlog import Backlog, QueueState, gateway_config, prefill, see
 from benchmarks.bench import Bench, flush_store, prepare_system, run_wrk, start_launch
 from benchmarks.children import Child, ChildFailed, wait_until
 from benchmarks.machine import CpuWatch, Pinning
-from benchmarks.report import DeliveryOutcome, Scenario, ScenarioOutcome
+from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
 from benchmarks.systems import FORWARDING_GATEWAY, REPO, SINK, Launch, SystemSetupError
 from benchmarks.wrkout import WrkResult
 from gateway.config import Config

@@ -1,9 +1,10 @@
 """What the workers and footprint groups found: their facts, their sections of the
 report and their target rows. Pure: no I/O here.
 
-benchmarks/workers.py and benchmarks/footprint.py measure; report.py places what this
-module renders. It imports neither of them (they import the harness, which imports
-report.py), and report.py turns each `found` dict into a row of the targets table.
+benchmarks/workers.py and benchmarks/footprint.py measure; report.py places the sections
+this module renders, and targets.py turns each `found` dict into a row of the targets
+table. It imports neither workers.py nor footprint.py: they import the harness, and what
+renders the report stays free of it.
 """
 
 from __future__ import annotations

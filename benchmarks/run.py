@@ -6,10 +6,11 @@
 
 Starts Redis, then runs the scenario groups, each system as child processes, the
 server under test pinned to one CPU and the load (wrk, Redis, the sink) to the others:
-- ingest: each of --systems in turn (bare, bare_admit, bare_call, gateway, fastapi,
-  aiohttp: benchmarks/systems.py), driven by wrk with the identical load: a 1 s
-  warm-up (none in a smoke run), then every scenario of SCENARIOS on an emptied Redis;
-  latency_half is paced at half the req/s the same system reached in throughput;
+- ingest (benchmarks/ingest.py): each of --systems in turn (bare, bare_admit,
+  bare_call, gateway, fastapi, aiohttp: benchmarks/systems.py), driven by wrk with the
+  identical load: a 1 s warm-up (none in a smoke run), then every scenario of SCENARIOS
+  on an emptied Redis; latency_half is paced at half the req/s the same system reached
+  in throughput;
 - drain and e2e (benchmarks/delivery.py): the delivery half, always the bare client
   against the gateway with its forwarder on, delivering to a counting sink;
 - workers (benchmarks/workers.py): the ingest gateway with 1 and with 2 workers,
@@ -17,19 +18,18 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
 - footprint (benchmarks/footprint.py): exec -> /readyz over several starts, and the
   gateway's RSS over --footprint-events events (1M; a smoke run 20k).
 By default all groups run (all but ingest only when the gateway is among --systems).
-Writes <out>/<timestamp>.json, .md and .png (the chart: req/s and p50/p99 per system,
-with matplotlib); a full run (not smoke, every system and scenario) also replaces
-benchmarks/RESULTS.md and benchmarks/RESULTS.png. Exits 1 when a system failed to
-start or produced no successful requests (runs with some errors are only flagged),
-2 when the harness itself could not run (wrk or redis-server missing, Redis did not
-start), 130 when interrupted.
+Writes <out>/<timestamp>.json (benchmarks/document.py), .md (report.py) and .png (the
+chart: req/s and p50/p99 per system, with matplotlib); a full run (not smoke, every
+system and scenario) also replaces benchmarks/RESULTS.md and benchmarks/RESULTS.png
+(benchmarks/publish.py). Exits 1 when a system failed to start or produced no
+successful requests (runs with some errors are only flagged), 2 when the harness itself
+could not run (wrk or redis-server missing, Redis did not start), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import shutil
@@ -43,36 +43,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-import redis
-
-from benchmarks import chart, delivery, footprint, report, workers
-from benchmarks.bench import Bench, flush_store, run_wrk, start_redis, start_system, store_keys
-from benchmarks.children import Child, ChildFailed, Children
+from benchmarks import delivery, footprint, ingest, workers
+from benchmarks.bench import Bench, start_redis
+from benchmarks.children import ChildFailed, Children
 from benchmarks.delivery import DeliveryPlan
+from benchmarks.document import document
 from benchmarks.footprint import FootprintPlan
-from benchmarks.machine import (
-    CpuWatch,
-    Pinning,
-    busy_share,
-    machine_facts,
-    this_machine_pinning,
-)
-from benchmarks.report import (
-    LATENCY_C1,
-    LATENCY_HALF,
-    THROUGHPUT,
-    DeliveryOutcome,
-    Scenario,
-    ScenarioOutcome,
-    SystemOutcome,
-)
-from benchmarks.systems import REPO, System, SystemSetupError, select
+from benchmarks.ingest import SCENARIOS
+from benchmarks.machine import Pinning, busy_share, machine_facts, this_machine_pinning
+from benchmarks.outcomes import OTHER_CPU_LIMIT, DeliveryOutcome, Scenario, SystemOutcome
+from benchmarks.publish import publish, republish
+from benchmarks.systems import REPO, System, select
 
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "out"
-RESULTS = HERE / "RESULTS.md"
-RESULTS_CHART = HERE / "RESULTS.png"
-PROFILE = HERE / "PROFILE.md"
 
 DEFAULT_DURATION_S = 10
 SMOKE_DURATION_S = 1
@@ -83,40 +67,12 @@ GroupMeasure = Callable[[Bench], dict[str, Any]]  # a group measured on the run'
 IDLE_CHECK_S = 1.0  # how long the machine is watched before the run
 BUSY_WARNING = 0.1  # above this share of the CPUs busy before the run: a warning
 
-KIB = 1024
-# In this order: latency_half is paced from what throughput reached.
-SCENARIOS = (
-    Scenario(THROUGHPUT, 64, None, payload=KIB, about="the maximum rate, fresh keys, 1 KiB bodies"),
-    Scenario(
-        "duplicates",
-        64,
-        None,
-        script="post_repeat_key.lua",
-        payload=KIB,
-        about="each key sent 5 times in a row (1 accepted, 4 duplicates), 1 KiB",
-    ),
-    Scenario(LATENCY_C1, 1, 1, payload=KIB, about="one connection: one request at a time"),
-    Scenario(
-        LATENCY_HALF,
-        64,
-        None,
-        payload=KIB,
-        rate_of=THROUGHPUT,
-        rate_share=0.5,
-        about="paced at half the req/s this system reached in throughput (see the wrk"
-        " script's WRK_RATE), same 64 connections",
-    ),
-    # Last: its gigabytes of AOF are still being written back to disk for a while.
-    Scenario("payload_64k", 64, None, payload=64 * KIB, about="fresh keys, 64 KiB bodies"),
-)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.republish is not None:
-        # RESULTS.md again from a recorded full run, e.g. after benchmarks/PROFILE.md changed.
-        publish(json.loads(args.republish.read_text()), args.republish.parent, results=True)
+        republish(args.republish)
         return 0
     missing = [tool for tool in required_tools(args.scenarios) if shutil.which(tool) is None]
     if missing:
@@ -151,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; every child process was stopped", file=sys.stderr)
         return 130
-    doc = report.document(
+    doc = document(
         run=_run_facts(argv, args, started, warmup_s),
         machine=machine_facts(pinning, busy),
         scenarios=scenarios if systems else (),
@@ -190,7 +146,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--retries",
         type=int,
         help="measure an ingest scenario again, up to this many times, while processes"
-        f" outside the run use over {report.OTHER_CPU_LIMIT:.0%} of a core during it"
+        f" outside the run use over {OTHER_CPU_LIMIT * 100:.0f}%% of a core during it"
         f" (default {DEFAULT_RETRIES}, smoke 0)",
     )
     parser.add_argument(
@@ -319,101 +275,10 @@ def measure_all(
         bench = Bench(
             children, pinning, scenarios, workdir, store_url, duration_s, warmup_s, retries
         )
-        outcomes = [measure(bench, system) for system in systems]
+        outcomes = [ingest.measure(bench, system) for system in systems]
         delivered = delivery.measure_delivery(bench, plan) if plan else []
         groups = {name: measure(bench) for name, measure in (measures or {}).items()}
         return outcomes, delivered, groups
-
-
-def measure(bench: Bench, system: System) -> SystemOutcome:
-    outcome = SystemOutcome(system.name, system.description)
-    print(f"\n== {system.name}: {system.description}", flush=True)
-    try:
-        flush_store(bench.store_url)
-        launch, child = start_system(bench, system)
-    except (SystemSetupError, ChildFailed, redis.RedisError) as exc:
-        outcome.error = str(exc)
-        print(f"!! {system.name} FAILED TO START: {exc}", flush=True)
-        return outcome
-    outcome.argv = list(child.argv)  # as run: pinned with taskset where the machine allows
-    outcome.ready_s = child.ready_s
-    try:
-        outcome.scenarios = run_scenarios(bench, system.name, child, launch.target_url)
-        if child.returncode is not None:
-            outcome.error = (
-                f"exited with code {child.returncode} during the run\n{child.log_tail()}"
-            )
-            print(f"!! {system.name} {outcome.error}", flush=True)
-    finally:
-        bench.children.stop(child)
-    return outcome
-
-
-def run_scenarios(bench: Bench, system: str, server: Child, url: str) -> list[ScenarioOutcome]:
-    if bench.warmup_s:
-        warmup = run_wrk(bench, f"{system}-warmup", bench.scenarios[0], url, bench.warmup_s)
-        print(f"   warm-up: {_summary(warmup)}", flush=True)
-    outcomes: list[ScenarioOutcome] = []
-    reached: dict[str, float] = {}  # successful req/s per scenario, for the paced ones
-    for scenario in bench.scenarios:
-        rate = None
-        if scenario.rate_of is not None:
-            if not reached.get(scenario.rate_of):
-                missing = f"no req/s from {scenario.rate_of} to pace at"
-                outcomes.append(ScenarioOutcome(scenario.name, [], "", error=missing))
-                print(f"   {scenario.name}: FAILED: {missing}", flush=True)
-                continue
-            rate = scenario.rate_share * reached[scenario.rate_of]
-        outcome = measure_scenario(bench, system, server, url, scenario, rate)
-        if outcome.result is not None and outcome.result.duration_s:
-            reached[scenario.name] = outcome.result.successes / outcome.result.duration_s
-        print(f"   {scenario.name}: {_summary(outcome)}", flush=True)
-        outcomes.append(outcome)
-    return outcomes
-
-
-def measure_scenario(
-    bench: Bench, system: str, server: Child, url: str, scenario: Scenario, rate: float | None
-) -> ScenarioOutcome:
-    """One scenario on an emptied store. Measured again (up to `bench.retries` times)
-    while processes outside the run took CPU during it; the least disturbed is kept."""
-    attempts: list[ScenarioOutcome] = []
-    for attempt in range(1 + bench.retries):
-        flush_store(bench.store_url)  # one scenario's events must not slow the next
-        cpu = CpuWatch(server.cpu_seconds, bench.pinning, bench.children.sessions)
-        label = f"{system}-{scenario.name}" + (f"-{attempt + 1}" if attempt else "")
-        outcome = run_wrk(bench, label, scenario, url, bench.duration_s, rate)
-        outcome.server_cpu, outcome.load_cpu = cpu.server_share(), cpu.load_share()
-        outcome.other_cpu = cpu.other_share()
-        outcome.store_keys = store_keys(bench.store_url)
-        outcome.rss_mb = server.rss_mb()
-        attempts.append(outcome)
-        if outcome.other_cpu <= report.OTHER_CPU_LIMIT or attempt == bench.retries:
-            break
-        print(
-            f"   {scenario.name}: other processes used {outcome.other_cpu:.0%} of a core;"
-            " measuring again",
-            flush=True,
-        )
-    kept = min(attempts, key=lambda o: o.other_cpu if o.other_cpu is not None else 0.0)
-    kept.attempts = len(attempts)
-    return kept
-
-
-def _summary(outcome: ScenarioOutcome) -> str:
-    result = outcome.result
-    if result is None:
-        return f"FAILED: {outcome.error}"
-    line = f"{result.rps:,.0f} req/s, p50 {result.p50_us:,.0f} µs, p99 {result.p99_us:,.0f} µs"
-    shares = (outcome.server_cpu, outcome.load_cpu, outcome.other_cpu)
-    if any(share is not None for share in shares):
-        line += f", CPU server/load/other {'/'.join(_percent(share) for share in shares)}"
-    flags = outcome.flags()
-    return line + (f"  ⚠ {'; '.join(flags)}" if flags else "")
-
-
-def _percent(share: float | None) -> str:
-    return "—" if share is None else f"{share:.0%}"
 
 
 def _run_facts(
@@ -458,48 +323,6 @@ def code_version() -> dict[str, Any]:
 def _default_out(smoke: bool) -> Path:
     # Smoke runs (CI) must not litter the checkout with throwaway numbers.
     return Path(tempfile.mkdtemp(prefix="bench-smoke-")) if smoke else OUT_DIR
-
-
-def publish(doc: dict[str, Any], out_dir: Path, *, results: bool) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = doc["run"]["stamp"]
-    png = out_dir / f"{stamp}.png"
-    try:
-        chart.render(doc, png)
-        doc["chart"] = png.name
-    except ImportError as exc:  # matplotlib is in the bench (and test) extra
-        doc["chart"] = None
-        print(f"no chart: {exc} (pip install -e '.[bench]')", file=sys.stderr, flush=True)
-    text = report.markdown(doc, chart=doc["chart"])
-    print("\n" + text, flush=True)
-    written = [out_dir / f"{stamp}.json", out_dir / f"{stamp}.md"]
-    written[0].write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    written[1].write_text(text)
-    if doc["chart"]:
-        written.append(png)
-    if results:
-        chart_name = None
-        if doc["chart"]:
-            shutil.copyfile(png, RESULTS_CHART)
-            chart_name = RESULTS_CHART.name
-            written.append(RESULTS_CHART)
-        RESULTS.write_text(
-            "# Benchmark results\n\nThe latest full run, written by `benchmarks/run.py`;"
-            " rerun the command below to refresh it.\n\n"
-            + report.markdown(doc, chart=chart_name)
-            + _profile_section()
-        )
-        written.append(RESULTS)
-    for path in written:
-        print(f"wrote {path}", flush=True)
-
-
-def _profile_section() -> str:
-    """benchmarks/PROFILE.md (the latest `python -m benchmarks.profile` and what was
-    changed because of it), carried into every RESULTS.md."""
-    if not PROFILE.is_file():
-        return ""
-    return "\n" + PROFILE.read_text()
 
 
 def verdict(

@@ -36,8 +36,8 @@ from benchmarks.bench import (
 )
 from benchmarks.children import Child, ChildFailed
 from benchmarks.machine import CpuWatch, Pinning, process_tree, tree_cpu_seconds
+from benchmarks.outcomes import THROUGHPUT, Scenario, ScenarioOutcome, scenario_json
 from benchmarks.process_report import workers_summary
-from benchmarks.report import THROUGHPUT, Scenario, ScenarioOutcome, scenario_json
 from benchmarks.systems import SystemSetupError, select
 
 GROUP = "workers"

@@ -22,10 +22,17 @@ import gateway
 from benchmarks import footprint, process_report, report, workers
 from benchmarks.bare_client import SEED, build_request
 from benchmarks.bare_redis import idempotency_key
+from benchmarks.document import document
+from benchmarks.ingest import SCENARIOS
 from benchmarks.machine import foreign_cpu_seconds, plan_pinning, tree_cpu_seconds
+from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
 from benchmarks.process_report import footprint_facts, workers_summary
-from benchmarks.run import SCENARIOS, parse_args, required_tools
+from benchmarks.run import parse_args, required_tools
 from benchmarks.systems import SYSTEMS
+from benchmarks.targets import READY as READY_ROW
+from benchmarks.targets import RSS as RSS_ROW
+from benchmarks.targets import WORKERS as WORKERS_ROW
+from benchmarks.targets import targets
 from benchmarks.wrkout import SocketErrors, WrkParseError, parse_wrk_output
 from gateway.config import load
 from gateway.formats import Renderer
@@ -212,11 +219,11 @@ def test_process_tree_cpu_counts_the_processes_below_the_root() -> None:
 
 def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
     outcomes = [
-        report.DeliveryOutcome("bare_client", "post", expected=1000, events=1000, seconds=0.02),
-        report.DeliveryOutcome("gateway", "drain", expected=1000, events=1000, seconds=0.2),
+        DeliveryOutcome("bare_client", "post", expected=1000, events=1000, seconds=0.02),
+        DeliveryOutcome("gateway", "drain", expected=1000, events=1000, seconds=0.2),
     ]
     settings = {"events": 1000, "connections": 64, "duration_s": 1, "wrk_threads": 1}
-    doc = report.document(
+    doc = document(
         run={"started": "now", "command": "python -m benchmarks.run"},
         machine={"nproc": 2, "cpu_model": "x", "kernel": "k", "python": "3", "redis": "7"}
         | {"wrk": "4", "packages": {}, "pinning": {"note": "n"}},
@@ -240,7 +247,7 @@ def _scenario(rps: float, p50: float = 100.0, p99: float = 500.0, **extra: objec
 
 
 def _made_up_run() -> dict:
-    """A document as report.document builds it, with round numbers."""
+    """A document as document() builds it, with round numbers."""
     systems = {
         name: {"scenarios": scenarios, "error": None, "description": name, "ready_s": None}
         for name, scenarios in {
@@ -267,7 +274,7 @@ def _made_up_run() -> dict:
 
 
 def test_targets_are_ratios_of_the_same_run() -> None:
-    rows = {row["measure"]: row for row in report.targets(_made_up_run())}
+    rows = {row["measure"]: row for row in targets(_made_up_run())}
 
     def check(measure: str, value: float | None, met: bool | None) -> None:
         assert (rows[measure]["value"], rows[measure]["met"]) == (value, met), rows[measure]
@@ -291,7 +298,7 @@ def test_targets_of_systems_that_did_not_run_are_not_measured() -> None:
     run = _made_up_run()
     del run["systems"]["fastapi"], run["systems"]["bare_call"]
 
-    rows = {row["measure"]: row for row in report.targets(run)}
+    rows = {row["measure"]: row for row in targets(run)}
 
     for measure in (
         "ingest-only acked req/s vs FastAPI",
@@ -299,9 +306,6 @@ def test_targets_of_systems_that_did_not_run_are_not_measured() -> None:
     ):
         assert rows[measure]["value"] is None
         assert rows[measure]["basis"] == "not measured in this run"
-
-
-WORKERS_ROW, RSS_ROW, READY_ROW = report.WORKERS, report.RSS, report.READY
 
 
 def _made_up_workers(pairs: list[tuple[float, float]]) -> dict:
@@ -329,7 +333,7 @@ def test_workers_row_reports_the_ratio_of_each_interleaved_pair() -> None:
     run = _made_up_run()
     run["workers"] = _made_up_workers([(20_000, 18_000), (20_000, 19_000), (25_000, 20_000)])
 
-    row = {row["measure"]: row for row in report.targets(run)}[WORKERS_ROW]
+    row = {row["measure"]: row for row in targets(run)}[WORKERS_ROW]
 
     assert (row["value"], row["met"], row["shown"]) == (0.9, None, "0.80-0.95x per pair")
     assert "on 2 CPUs, nothing pinned" in row["basis"]
@@ -342,27 +346,27 @@ def test_rss_row_judges_1m_events_by_size_and_growth_since_200k() -> None:
     samples = [(0, 40.0), (210_000, 46.0), (600_000, 46.2), (1_020_000, 46.5)]
     run = _made_up_run() | {"footprint": _made_up_footprint(samples)}
 
-    rows = {row["measure"]: row for row in report.targets(run)}
+    rows = {row["measure"]: row for row in targets(run)}
 
     assert (rows[RSS_ROW]["value"], rows[RSS_ROW]["met"]) == (46.5, True)
     assert rows[RSS_ROW]["shown"] == "46.5 MiB, +0.5 MiB from 210,000 to 1,020,000 events"
     # The footprint's starts replace the ingest gateway's single one.
     assert (rows[READY_ROW]["value"], rows[READY_ROW]["met"]) == (0.25, True)
     grown = _made_up_footprint([*samples[:-1], (1_020_000, 47.5)])
-    assert report.targets(run | {"footprint": grown})[-2]["met"] is False
+    assert targets(run | {"footprint": grown})[-2]["met"] is False
 
 
 def test_a_smoke_footprint_gives_no_rss_verdict_and_says_so() -> None:
     smoke = _made_up_footprint([(0, 40.0), (19_000, 44.0), (36_000, 44.1)], smoke=True)
 
-    row = report.targets(_made_up_run() | {"footprint": smoke})[-2]
+    row = targets(_made_up_run() | {"footprint": smoke})[-2]
 
     assert (row["measure"], row["met"]) == (RSS_ROW, None)
     assert row["basis"].startswith("smoke: 36,000 events, not 1,000,000, so no verdict")
 
 
 def test_rows_of_groups_that_did_not_run_say_not_measured_by_this_harness() -> None:
-    rows = {row["measure"]: row for row in report.targets(_made_up_run())}
+    rows = {row["measure"]: row for row in targets(_made_up_run())}
 
     assert rows[RSS_ROW]["basis"].startswith("not measured by this harness")
     assert rows[WORKERS_ROW]["basis"] == "not measured by this harness"
@@ -394,19 +398,19 @@ def _counts() -> dict:
 
 
 def test_paced_scenario_passes_its_rate_and_size_to_the_wrk_script() -> None:
-    scenario = report.Scenario("half", 64, 2, payload=1024, rate_of="throughput")
+    scenario = Scenario("half", 64, 2, payload=1024, rate_of="throughput")
 
     assert scenario.wrk_env(12_345.4) == {
         "WRK_PAD_TO": "1024",
         "WRK_RATE": "12345",
         "WRK_THREADS": "2",
     }
-    assert report.Scenario("plain", 64, 1).wrk_env(None) == {}
+    assert Scenario("plain", 64, 1).wrk_env(None) == {}
 
 
 def test_a_paced_run_that_missed_its_rate_is_flagged() -> None:
     result = parse_wrk_output(WRK_CLEAN)  # 183,615 req/s
-    outcome = report.ScenarioOutcome("half", [], WRK_CLEAN, result, target_rps=250_000.0)
+    outcome = ScenarioOutcome("half", [], WRK_CLEAN, result, target_rps=250_000.0)
 
     assert outcome.flags() == ["reached 183,615 of the 250,000 req/s paced"]
     outcome.target_rps = 190_000.0
@@ -636,3 +640,19 @@ def run_harness(*args: str) -> str:
         pytest.fail(f"the harness hung; its output:\n{output}")
     assert harness.returncode == 0, output
     return output
+
+
+@pytest.mark.parametrize("module", ["run", "footprint", "profile", "bare_client", "redis_call"])
+def test_each_benchmark_command_prints_its_help(module: str) -> None:
+    # argparse formats help strings with %: a bare "10%" in one crashed `--help`.
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+    assert "Traceback" not in done.stderr
