@@ -22,18 +22,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.backlog import Backlog, QueueState, gateway_config, prefill, seed_event
+from benchmarks.backlog import Backlog, gateway_config, prefill, seed_event
 from benchmarks.bench import Bench, flush_store, prepare_system, run_wrk, start_launch
 from benchmarks.children import Child, ChildFailed, wait_until
+from benchmarks.delivery_checks import check_count, check_gateway
 from benchmarks.machine import CpuWatch, Pinning
 from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
 from benchmarks.systems import FORWARDING_GATEWAY, REPO, SINK, Launch, SystemSetupError
@@ -147,7 +146,7 @@ def _run_bare_client(
         outcome.problems.append(
             f"bare client: {result['errors']} errors, {result['non2xx']} non-2xx (exit {code})"
         )
-    _check_count(outcome)
+    check_count(outcome)
 
 
 def _last_json_line(output: str) -> dict[str, Any] | None:
@@ -203,8 +202,8 @@ def _run_drain(
         outcome.seconds = outcome.drain_s = done_at - ready_at
         watch.record(outcome, outcome.seconds)
         outcome.events = _count(sink)
-        _check_gateway(outcome, gateway, launch, backlog.state())
-        _check_count(outcome)
+        check_gateway(outcome, gateway, launch, backlog.state())
+        check_count(outcome)
     finally:
         bench.children.stop(gateway)
 
@@ -259,7 +258,7 @@ def _run_e2e(
     drain_s, events = drained_at - stopped_at, _count(sink) - base
     _record_e2e(outcome, load.result, drain_s, events, in_flight=plan.connections)
     outcome.problems += load.flags()
-    _check_gateway(outcome, gateway, launch, backlog.state())
+    check_gateway(outcome, gateway, launch, backlog.state())
 
 
 def _record_e2e(
@@ -353,70 +352,6 @@ def _wait_drained(
     except ChildFailed as exc:
         state = backlog.state()
         raise ChildFailed(f"{exc} (queue {state.as_dict()}, sink {sink.count()})") from None
-
-
-def _check_count(outcome: DeliveryOutcome) -> None:
-    if outcome.events != outcome.expected:
-        outcome.problems.append(f"sink counted {outcome.events}, expected {outcome.expected}")
-
-
-def _check_gateway(
-    outcome: DeliveryOutcome, gateway: Child, launch: Launch, state: QueueState
-) -> None:
-    """What the gateway's queue, metrics and log say beyond the sink's count."""
-    outcome.facts["queue_after"] = state.as_dict()
-    if state.dead or state.retrying:
-        outcome.problems.append(f"{state.dead} dead-lettered, {state.retrying} waiting to retry")
-    counters = gateway_counters(launch.ready_url.replace("/readyz", "/metrics"))
-    outcome.facts["gateway_counters"] = counters
-    failed = {k: v for k, v in counters.items() if v and not k.endswith("delivered")}
-    if failed:
-        counted = ", ".join(f"{name} {value:g}" for name, value in failed.items())
-        outcome.problems.append(f"gateway counted {counted}")
-    logged = log_problems(gateway.output())
-    outcome.facts["gateway_log"] = logged
-    if logged:
-        lines = ", ".join(f"{event} x{n}" for event, n in logged.items())
-        outcome.problems.append(f"gateway logged {lines}")
-
-
-COUNTED = (
-    "webhook_gateway_forward_attempts",
-    "webhook_gateway_store_errors",
-    "webhook_gateway_dead_letter",
-)
-
-
-def gateway_counters(metrics_url: str) -> dict[str, float]:
-    """The gateway's delivery and store-error counters, e.g. "forward_attempts delivered"."""
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=2.0) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        return {f"unreadable: {exc}": 0.0}
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name not in COUNTED:
-            continue
-        for sample in family.samples:
-            labels = sample.labels.get("outcome") or sample.labels.get("op") or ""
-            name = f"{family.name.removeprefix('webhook_gateway_')} {labels}".strip()
-            found[name] = found.get(name, 0.0) + sample.value
-    return found
-
-
-def log_problems(output: str) -> dict[str, int]:
-    """Warning and error log lines of the gateway, counted by event (LOG_LEVEL=warning)."""
-    counts: Counter[str] = Counter()
-    for line in output.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            counts["unstructured output"] += 1
-            continue
-        if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
-            counts[f"{entry['level']} {entry.get('event')}"] += 1
-    return dict(counts)
 
 
 def _share(cpu_s: float | None, seconds: float | None) -> float | None:
