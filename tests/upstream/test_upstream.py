@@ -763,17 +763,22 @@ def test_done_may_post_the_next_request_on_the_same_connection() -> None:
     run(main())
 
 
+async def closing_answers_pool_closed(pool: Pool, outcome: asyncio.Future[Any]) -> None:
+    """aclose() with a post on its way: its done gets PoolClosed, its slot is free."""
+    await pool.aclose()
+    response, error = await outcome
+    assert response is None
+    assert isinstance(error, PoolClosed)
+    assert pool.active == 0
+
+
 def test_aclose_answers_a_post_still_connecting_with_pool_closed() -> None:
     async def main() -> None:
         with unanswered_port() as port:
             pool = Pool("127.0.0.1", port, concurrency=1, connect_timeout=5.0, timeout=5.0)
             outcome = asyncio.get_running_loop().create_future()
             pool.post(b"".join(post()), lambda *answer: outcome.set_result(answer))
-            await pool.aclose()
-            response, error = await outcome
-            assert response is None
-            assert isinstance(error, PoolClosed)
-            assert pool.active == 0
+            await closing_answers_pool_closed(pool, outcome)
 
     run(main())
 
@@ -791,10 +796,6 @@ def test_aclose_during_a_posts_resend_answers_it_and_frees_its_slot() -> None:
             outcome = asyncio.get_running_loop().create_future()
             pool.post(b"".join(post(b"again")), lambda *answer: outcome.set_result(answer))
             await target.until(lambda: len(target.requests) == 3)  # resent, held
-            await pool.aclose()
-            response, error = await outcome
-            assert response is None
-            assert isinstance(error, PoolClosed)
-            assert pool.active == 0
+            await closing_answers_pool_closed(pool, outcome)
 
     run(main())
