@@ -1,7 +1,7 @@
 """The supervisor's runtime directory (`workers: N > 1`, gateway.workers): one per
 supervisor under the temp dir, named by its pid, holding each worker's admin
 socket and, under metrics/, the workers' multiprocess metrics files
-(gateway.metrics.share_values). The supervisor removes it when it exits.
+(gateway.metrics_workers.share_values). The supervisor removes it when it exits.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ the standard asyncio loop, with none of the I/O stack. It:
   (a worker restarted later runs the very config its siblings run, even if
   the file changed since) and the supervisor's runtime directory
   (gateway.runtime_dir: admin sockets, metrics files for
-  gateway.metrics.share_values). The supervisor keeps that stdin pipe open:
+  gateway.metrics_workers.share_values). The supervisor keeps that stdin pipe open:
   its end-of-file tells the worker that the supervisor is gone (even by
   kill -9), and the worker drains and exits as on SIGTERM. Each worker is a
   whole gateway (gateway.service): it listens on the port with SO_REUSEPORT
@@ -22,7 +22,7 @@ the standard asyncio loop, with none of the I/O stack. It:
   restarts, distinct from its siblings) and spools into its own file
   (gateway.spool_files);
 - serves the admin listener: /metrics merges the workers' multiprocess files
-  (gateway.metrics.WorkersMetrics), /healthz answers while the supervisor
+  (gateway.metrics_workers.WorkersMetrics), /healthz answers while the supervisor
   runs (it restarts workers itself), /readyz is 200 only when every worker's
   own /readyz is (asked over the worker's private unix socket), else 503
   naming the workers that are not (and why), and 503 from the first signal on;
@@ -63,7 +63,7 @@ from gateway.admin import READY, AdminRouter, ask
 from gateway.config import Config, Listen, redacted
 from gateway.connections import Connections
 from gateway.logs import configure
-from gateway.metrics import WorkersMetrics, share_values
+from gateway.metrics_workers import WorkersMetrics, share_values
 from gateway.protocol import HttpProtocol
 from gateway.replies import Reply
 from gateway.runtime_dir import admin_socket, metrics_dir, new_runtime_dir
