@@ -169,7 +169,8 @@ class Metrics:
         return TargetMetrics(self, name)
 
     def statuses(self, source: str) -> StatusCounter:
-        return StatusCounter(self, source)
+        """For requests no source took: the listener's own answers."""
+        return StatusCounter(self, source, answers_200=False)
 
     def tally(self, child: Counter) -> Tally | _Direct:
         if self._worker is not None:
@@ -284,12 +285,14 @@ class StatusCounter:
 
     __slots__ = ("_ok", "_statuses")
 
-    def __init__(self, metrics: Metrics, source: str) -> None:
+    def __init__(self, metrics: Metrics, source: str, answers_200: bool = True) -> None:
+        """`answers_200`: False for requests no source took (404s, 405s), so that
+        no `code="200"` series shows for them."""
         self._statuses = CountersBy(metrics.requests, source)
-        self._ok = metrics.tally(metrics.requests.labels(source, "200"))
+        self._ok = metrics.tally(metrics.requests.labels(source, "200")) if answers_200 else None
 
     def answered(self, status: int) -> None:
-        if status == 200:
+        if status == 200 and self._ok is not None:
             self._ok.inc()
         else:
             self._statuses.inc(status)

@@ -66,3 +66,12 @@ def test_a_workers_values_are_written_at_once_not_tallied() -> None:
     text = generate_latest(metrics.registry).decode()  # no fold
     assert 'webhook_gateway_requests_total{code="200",source="inbox"} 1.0' in text
     assert 'webhook_gateway_ack_duration_seconds_count{source="inbox"} 1.0' in text
+
+
+def test_requests_no_source_took_show_no_200_series() -> None:
+    metrics = Metrics(CollectorRegistry())
+    unknown = metrics.statuses("unknown")
+    unknown.answered(404)
+    lines = exposed(metrics, "webhook_gateway_requests_total")
+    assert 'webhook_gateway_requests_total{code="404",source="unknown"} 1.0' in lines
+    assert not any('source="unknown"' in line and 'code="200"' in line for line in lines)
