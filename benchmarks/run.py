@@ -152,7 +152,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         help=f"comma-separated groups of {', '.join(GROUPS)} (default: all;"
-        " drain and e2e only when the gateway is among --systems)",
+        " all but ingest only when the gateway is among --systems)",
     )
     parser.add_argument(
         "--events",

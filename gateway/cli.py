@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run" and args.worker is not None:
         from gateway.workers import worker_main  # its config comes from the supervisor
 
-        return worker_main(args.worker)
+        return run_process(lambda: worker_main(args.worker))
     try:
         config = load(args.config)
     except ConfigError as exc:

@@ -119,6 +119,7 @@ class Config:
 
 
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+MAX_WORKERS: Final = 64  # worker processes a config may ask for
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -183,7 +184,7 @@ def _build(root: object, env: Mapping[str, str]) -> Config:
 
 
 def _workers(top: Section, store: StoreConfig) -> int:
-    workers = read_int(top, "workers", 1, 1, 64)
+    workers = read_int(top, "workers", 1, 1, MAX_WORKERS)
     if workers > 1 and sqlite_path(store.url) is not None:
         # One SQLite file, one writer process: its claims and blocking reads assume it.
         problem = "the SQLite store supports one process only; use workers: 1 or a Redis store"

@@ -113,13 +113,16 @@ class Deliveries:
         try:
             self._metrics.duration.observe(time.perf_counter() - started)
             if error is not None:
-                self._metrics.outcome(_error_outcome(error))
                 status, reason = 0, f"{type(error).__name__}: {error}"
             else:
                 assert response is not None
                 status, reason = response.status, ""
-                self._metrics.outcome("delivered" if 200 <= status < 300 else "http_error")
             verdict = judge(status)
+            if error is not None:
+                self._metrics.outcome(_error_outcome(error))
+            else:
+                ok = verdict is Verdict.DELIVERED
+                self._metrics.outcome("delivered" if ok else "http_error")
             if verdict is Verdict.DELIVERED:
                 self._bookkeeping.ack_later(entry)
                 self._finished(entry)

@@ -26,9 +26,9 @@ from typing import Any
 
 import structlog
 
+from gateway import depth
 from gateway.config import ForwarderConfig, SourceConfig, TargetConfig
 from gateway.deliveries import Deliveries
-from gateway.depth import watch_depth
 from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics, TargetMetrics
 from gateway.models import Queued
@@ -97,7 +97,7 @@ class TargetForwarder:
         self._run(self._reclaim())
         if self._watches_depth:
             self._run(
-                watch_depth(
+                depth.watch_depth(
                     self._store, self.target.name, self._metrics, _DEPTH_INTERVAL, self._is_stopping
                 )
             )
@@ -139,7 +139,7 @@ class TargetForwarder:
                 return
             after = own[-1].id
             for entry in own:
-                if not self._in_flight(entry):
+                if not self._deliveries.holds(entry):
                     self._start(entry)
 
     async def _reclaim(self) -> None:
@@ -160,7 +160,7 @@ class TargetForwarder:
                 )
                 stale = await self._until_ok(claim)
                 for entry in stale:
-                    if not self._in_flight(entry):
+                    if not self._deliveries.holds(entry):
                         self._start(entry)
 
     async def _promote(self, partition: int) -> None:
@@ -211,9 +211,6 @@ class TargetForwarder:
             await self._slot_freed.wait()
 
     # -- delivering -----------------------------------------------------------
-
-    def _in_flight(self, entry: Queued) -> bool:
-        return self._deliveries.holds(entry)
 
     def _start(self, entry: Queued) -> None:
         if self._deliveries.start(entry):

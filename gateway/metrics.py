@@ -14,14 +14,13 @@ exposition (`Metrics.fold`). prometheus_client's inc/observe cost the gateway
 cpu_per_delivery.sh, with and without them); with the tallies, 22.4-23.1 against
 23.8-24.6 µs per request and 21.4-22.1 against 23.2-23.5 µs per delivery (3
 interleaved pairs each). A worker's values go to its shared file at once instead
-(`_Direct`): a tally there would be lost with a kill -9, and the supervisor reads
+(no tally): a tally there would be lost with a kill -9, and the supervisor reads
 the files without asking the workers.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -172,16 +171,17 @@ class Metrics:
         """For requests no source took: the listener's own answers."""
         return StatusCounter(self, source, answers_200=False)
 
-    def tally(self, child: Counter) -> Tally | _Direct:
+    def tally(self, child: Counter) -> Tally | Counter:
+        """A worker's child as it is: its value is in the shared file at once."""
         if self._worker is not None:
-            return _Direct(child)
+            return child
         tally = Tally(child)
         self._tallies.append(tally)
         return tally
 
-    def timings(self, child: Histogram) -> Timings | _Direct:
+    def timings(self, child: Histogram) -> Timings | Histogram:
         if self._worker is not None:
-            return _Direct(child)
+            return child
         timings = Timings(child)
         self._tallies.append(timings)
         return timings
@@ -242,25 +242,6 @@ class Timings:
                 bucket.inc(n)
 
 
-class _Direct:
-    """A worker's: each increment or observation goes to its shared file at once,
-    so a kill -9 loses none (gateway.metrics_workers); nothing to fold."""
-
-    __slots__ = ("_child",)
-
-    def __init__(self, child: Counter | Histogram) -> None:
-        self._child = child
-
-    def inc(self) -> None:
-        cast(Counter, self._child).inc()
-
-    def observe(self, seconds: float) -> None:
-        cast(Histogram, self._child).observe(seconds)
-
-    def fold(self) -> None:
-        """Nothing held back."""
-
-
 class CountersBy:
     """The children of a counter whose first label is fixed (a source) and
     whose second comes from a small fixed set (a status, a reason), each
@@ -268,10 +249,13 @@ class CountersBy:
 
     __slots__ = ("_children", "_counter", "_first")
 
-    def __init__(self, counter: Counter, first: str) -> None:
+    def __init__(
+        self, counter: Counter, first: str, kept: dict[object, Tally | Counter] | None = None
+    ) -> None:
+        """`kept`: children made up front (a tally for the hot ones)."""
         self._counter = counter
         self._first = first
-        self._children: dict[object, Counter] = {}
+        self._children: dict[object, Tally | Counter] = kept or {}
 
     def inc(self, second: object) -> None:
         child = self._children.get(second)
@@ -283,19 +267,18 @@ class CountersBy:
 class StatusCounter:
     """requests_total children of one source, one per status; 200s tallied."""
 
-    __slots__ = ("_ok", "_statuses")
+    __slots__ = ("_statuses",)
 
     def __init__(self, metrics: Metrics, source: str, answers_200: bool = True) -> None:
         """`answers_200`: False for requests no source took (404s, 405s), so that
         no `code="200"` series shows for them."""
-        self._statuses = CountersBy(metrics.requests, source)
-        self._ok = metrics.tally(metrics.requests.labels(source, "200")) if answers_200 else None
+        kept: dict[object, Tally | Counter] = {}
+        if answers_200:
+            kept[200] = metrics.tally(metrics.requests.labels(source, "200"))
+        self._statuses = CountersBy(metrics.requests, source, kept)
 
     def answered(self, status: int) -> None:
-        if status == 200 and self._ok is not None:
-            self._ok.inc()
-        else:
-            self._statuses.inc(status)
+        self._statuses.inc(status)
 
 
 class SourceMetrics(StatusCounter):
@@ -320,18 +303,19 @@ class SourceMetrics(StatusCounter):
 class TargetMetrics:
     """One target's children, bound once (every outcome shows from the start)."""
 
-    __slots__ = ("_delivered", "_outcomes", "dead_letters", "depth", "duration", "oldest_age")
+    __slots__ = ("_outcomes", "dead_letters", "depth", "duration", "oldest_age")
 
     def __init__(self, metrics: Metrics, name: str) -> None:
-        self._outcomes = {o: metrics.forward_attempts.labels(name, o) for o in OUTCOMES}
-        self._delivered = metrics.tally(self._outcomes["delivered"])
+        self._outcomes: dict[str, Tally | Counter] = {
+            o: metrics.forward_attempts.labels(name, o) for o in OUTCOMES
+        }
+        self._outcomes["delivered"] = metrics.tally(
+            metrics.forward_attempts.labels(name, "delivered")
+        )
         self.duration = metrics.timings(metrics.forward_duration.labels(name))
         self.dead_letters = metrics.dead_letters.labels(name)
         self.depth = metrics.queue_depth.labels(name)
         self.oldest_age = metrics.queue_oldest_age.labels(name)
 
     def outcome(self, name: str) -> None:
-        if name == "delivered":
-            self._delivered.inc()
-        else:
-            self._outcomes[name].inc()
+        self._outcomes[name].inc()

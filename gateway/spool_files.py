@@ -13,13 +13,12 @@ from pathlib import Path
 
 import structlog
 
-from gateway.config import Config
+from gateway.config import MAX_WORKERS, Config
 from gateway.store import sqlite_path
 
 log = structlog.get_logger("gateway.spool")
 
 SPOOL_FILE = "spool.db"  # under data_dir
-_MAX_WORKERS = 64  # config.workers' upper bound: no worker index beyond it
 
 
 def spool_file(worker: int | None) -> str:
@@ -40,7 +39,7 @@ def warn_of_stranded_spools(config: Config) -> None:
     drains them."""
     if not spool_on(config):
         return
-    for index in range(max(config.workers, 1), _MAX_WORKERS + 1):
+    for index in range(max(config.workers, 1), MAX_WORKERS + 1):
         path = Path(config.data_dir) / spool_file(index)
         if not path.exists():
             continue

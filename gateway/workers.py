@@ -107,7 +107,6 @@ def worker_main(index: int) -> int:
     configure(spec.config.log_level)
     structlog.contextvars.bind_contextvars(worker=index)  # on every line it logs
     share_values(metrics_dir(spec.runtime_dir))
-    from gateway.cli import run_process
     from gateway.service import Gateway, WorkerRole  # the I/O stack, in workers only
 
     async def run(worker: Gateway) -> int:
@@ -115,7 +114,7 @@ def worker_main(index: int) -> int:
         return await worker.run()
 
     role = WorkerRole(index, admin_socket(spec.runtime_dir, index))
-    return run_process(lambda: uvloop.run(run(Gateway(spec.config, role))))
+    return uvloop.run(run(Gateway(spec.config, role)))  # under cli.run_process
 
 
 def _stop_when_orphaned(stop: Callable[[str], None]) -> None:

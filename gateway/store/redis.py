@@ -293,12 +293,12 @@ class RedisStore:
             pipe.xlen(stream)
             pipe.zcard(zset)
             pipe.xrange(stream, count=1)
-            queued, retrying, first = await self._call(pipe.execute(), "depth")
+            waiting, retrying, first = await self._call(pipe.execute(), "depth")
         oldest = None
         if first:
             entry_id, fields = first[0]
             oldest = int(fields.get(b"since") or entry_id.split(b"-")[0])
-        return int(queued) + int(retrying), oldest
+        return int(waiting) + int(retrying), oldest
 
     # -- dead letters -------------------------------------------------------------
 

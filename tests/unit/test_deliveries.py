@@ -50,12 +50,14 @@ class FakeStore:
     def __init__(self) -> None:
         self.acked: list[bytes] = []
         self.retried: list[bytes] = []
+        self.writing = asyncio.Event()  # a retry write has begun
         self.release = asyncio.Event()
 
     async def ack(self, partition: int, target: str, ids: list[bytes]) -> None:
         self.acked += ids
 
     async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
+        self.writing.set()
         await self.release.wait()
         self.retried.append(entry.id)
 
@@ -134,7 +136,7 @@ def test_a_retry_holds_its_slot_until_its_store_write_is_done(
         h = Harness(1, monkeypatch)
         first, second = h.start(2)  # the second waits for the only slot
         h.pool.posts[0](FAILED, None)
-        await asyncio.sleep(0)  # the retry's task starts, and waits for the store
+        await h.store.writing.wait()  # the retry's write is under way, held by the store
         assert (h.busy, h.freed, len(h.pool.posts)) == (1, 0, 1)
         assert h.deliveries.holds(first)
         h.store.release.set()
