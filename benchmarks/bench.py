@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from benchmarks.children import (
     wait_for,
     wait_until,
 )
-from benchmarks.machine import Pinning
+from benchmarks.machine import Pinning, plan_pinning
 from benchmarks.outcomes import Scenario, ScenarioOutcome
 from benchmarks.systems import REPO, Launch, System, http_ok, resolve
 from benchmarks.wrkout import WrkParseError, parse_wrk_output
@@ -48,6 +52,22 @@ class Bench:
 def start_redis(children: Children, pinning: Pinning, workdir: Path) -> str:
     """Redis as the gateway requires it in production: AOF, and never evict a key."""
     return redis_server(children, pinning, workdir, "redis")[0]
+
+
+@contextlib.contextmanager
+def redis_beside(pin_self: bool) -> Iterator[tuple[str, list[int] | None]]:
+    """For the stand-alone tools: a Redis as start_redis starts it, on the second CPU
+    (this process moved to the first when `pin_self`), stopped on exit. Its URL, and
+    [this process' CPU, Redis' CPU] when pinned. Exits 2 without redis-server."""
+    if shutil.which("redis-server") is None:
+        print("redis-server is not installed", file=sys.stderr)
+        raise SystemExit(2)
+    cpus = sorted(os.sched_getaffinity(0))
+    pinning = plan_pinning(cpus[:2], shutil.which("taskset") is not None)
+    if pin_self and pinning.pinned:
+        os.sched_setaffinity(0, set(pinning.server_cpus))
+    with tempfile.TemporaryDirectory() as workdir, Children(Path(workdir)) as children:
+        yield start_redis(children, pinning, Path(workdir)), cpus[:2] if pinning.pinned else None
 
 
 def redis_server(

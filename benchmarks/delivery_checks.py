@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Collection
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,13 +54,21 @@ COUNTED = (
 def gateway_counters(metrics_url: str) -> dict[str, float]:
     """The gateway's delivery and store-error counters, e.g. "forward_attempts delivered"."""
     try:
-        with urllib.request.urlopen(metrics_url, timeout=2.0) as response:
-            text = response.read().decode()
+        return counter_totals(metrics_url, COUNTED, timeout=2.0)
     except (urllib.error.URLError, OSError) as exc:
         return {f"unreadable: {exc}": 0.0}
+
+
+def counter_totals(
+    metrics_url: str, families: Collection[str], *, timeout: float
+) -> dict[str, float]:
+    """The counters of `families` on a gateway's /metrics page, summed by their outcome
+    or op label (keyed e.g. "forward_attempts delivered"); URLError if unreadable."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as response:
+        text = response.read().decode()
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in COUNTED:
+        if family.name not in families:
             continue
         for sample in family.samples:
             labels = sample.labels.get("outcome") or sample.labels.get("op") or ""

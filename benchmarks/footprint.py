@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ import redis
 
 from benchmarks.bench import WRK_OVERRUN_S, Bench, flush_store, start_redis, wait_ready
 from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib
+from benchmarks.delivery_checks import counter_totals
 from benchmarks.machine import Pinning, this_machine_pinning
 from benchmarks.process_report import TARGET_EVENTS, footprint_facts, footprint_table
 from benchmarks.wrkout import WrkParseError, parse_wrk_output
@@ -115,10 +114,8 @@ def readyz(admin: int) -> str:
 
 
 def admitted(admin: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = re.findall(r"^webhook_gateway_events_admitted_total\{[^}]*\} (\S+)$", text, re.M)
-    return int(sum(float(v) for v in found))
+    url = f"http://127.0.0.1:{admin}/metrics"
+    return int(sum(counter_totals(url, ("webhook_gateway_events_admitted",), timeout=5).values()))
 
 
 def rss_now(child: Child) -> float:

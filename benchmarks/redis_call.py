@@ -17,21 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import uvloop
 
-from benchmarks.bench import start_redis
-from benchmarks.children import Children
-from benchmarks.machine import plan_pinning
+from benchmarks.bench import redis_beside
 from gateway.store.link import Link, LinkSettings
 
 PING = b"*1\r\n$4\r\nPING\r\n"
@@ -99,21 +93,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
-    if shutil.which("redis-server") is None:
-        print("redis-server is not installed", file=sys.stderr)
-        return 2
-    cpus = sorted(os.sched_getaffinity(0))
-    # This process on the first CPU, redis-server on the second (and only there).
-    pinning = plan_pinning(cpus[:2], shutil.which("taskset") is not None)
-    if pinning.pinned:
-        os.sched_setaffinity(0, set(pinning.server_cpus))
-    with tempfile.TemporaryDirectory() as workdir, Children(Path(workdir)) as children:
-        url = start_redis(children, pinning, Path(workdir))
+    with redis_beside(pin_self=True) as (url, cpus):
         port = urlsplit(url).port
         assert port is not None
         results = uvloop.run(measure(url, port, args.calls))
-    pinned = f"; this process on CPU {cpus[0]}, redis-server on CPU {cpus[1]}"
-    print(f"{args.calls:,} sequential PINGs each" + (pinned if pinning.pinned else ""))
+    pinned = f"; this process on CPU {cpus[0]}, redis-server on CPU {cpus[1]}" if cpus else ""
+    print(f"{args.calls:,} sequential PINGs each" + pinned)
     for name, micros in results.items():
         print(f"{name:40} {micros:6.1f} µs of CPU per call")
     return 0

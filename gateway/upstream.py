@@ -133,7 +133,9 @@ class Pool:
     ) -> None:
         if isinstance(error, Unanswered):  # a stale keep-alive, as in _exchange
             # It keeps this slot: released when the resend is answered, however.
-            self._post_by_task(self._exchange_fresh(data, deadline), partial(_released, self, done))
+            self._post_by_task(
+                self._exchange(data, deadline, fresh=True), partial(_released, self, done)
+            )
             return
         if error is None:
             self._keep(conn)
@@ -159,29 +161,19 @@ class Pool:
             log.error("upstream_crashed", error=repr(error), exc_info=error)
             done(None, ProtocolError(f"{type(error).__name__}: {error}"))
 
-    async def _exchange(self, data: bytes, deadline: float) -> Response:
-        conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            return await self._exchange_fresh(data, deadline)
+    async def _exchange(self, data: bytes, deadline: float, *, fresh: bool = False) -> Response:
+        """Send on the warmest idle connection, or on a new one if none is idle or `fresh`."""
+        reused = not fresh and bool(self._idle)
+        conn = self._idle.pop() if reused else await self._connect_by(deadline)
         try:
             response = await conn.send(data, deadline)
-        except Unanswered:
-            # Stale keep-alive: the target closed this idle connection as we wrote
-            # to it. Nothing was read, so one resend on a fresh connection is safe
-            # (and the forwarder's delivery is at-least-once in any case).
-            return await self._exchange_fresh(data, deadline)
-        except BaseException:
+        except BaseException as exc:
+            if reused and isinstance(exc, Unanswered):
+                # Stale keep-alive: the target closed this idle connection as we wrote
+                # to it. Nothing was read, so one resend on a fresh connection is safe
+                # (and the forwarder's delivery is at-least-once in any case).
+                return await self._exchange(data, deadline, fresh=True)
             conn.transport.abort()  # after a timeout or error its state is unknown: reset
-            raise
-        self._keep(conn)
-        return response
-
-    async def _exchange_fresh(self, data: bytes, deadline: float) -> Response:
-        conn = await self._connect_by(deadline)
-        try:
-            response = await conn.send(data, deadline)
-        except BaseException:
-            conn.transport.abort()
             raise
         self._keep(conn)
         return response

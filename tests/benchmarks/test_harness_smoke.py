@@ -644,8 +644,8 @@ def run_harness(*args: str) -> str:
 @pytest.mark.parametrize(
     "module",
     [
-        *("run", "footprint", "profile", "bare_client", "redis_call", "resp_pack", "sizing"),
-        *("bare_redis", "bare_server", "sink_server", "aiohttp_app"),
+        *("run", "footprint", "profile", "bare_client", "redis_call", "lua_admit"),
+        *("resp_pack", "sizing", "bare_redis", "bare_server", "sink_server", "aiohttp_app"),
     ],
 )
 def test_each_benchmark_command_prints_its_help(module: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from gateway.config import StoreConfig
+from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.store.redis import RedisStore
 from tests.support.faultproxy import DropReplyProxy
@@ -93,6 +94,25 @@ def test_unrouted_event_is_marked_but_queued_nowhere(
     admit(store_config(redis_server.port), [[admission("a", "t1", ())]])
     assert redis_db.exists("{gw:0}:idem:src:e:a") == 1
     assert redis_db.keys("{gw:0}:q:*") == []
+
+
+def test_an_enqueue_that_fails_takes_its_marker_back(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """The script marks first (SET NX GET), so a failed XADD must unmark: else the
+    provider's retry would be acked as a duplicate of an event never queued."""
+    redis_db.set("{gw:0}:q:audit", "not a stream")  # XADD to it fails: WRONGTYPE
+    config = store_config(redis_server.port)
+    first = admission("ok", "t0", ("app",))
+    with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+        admit(config, [[first, admission("a", "t1", ("app", "audit"))]])
+    assert redis_db.exists("{gw:0}:idem:src:e:a") == 0  # no marker without its event
+    assert redis_db.exists("{gw:0}:idem:src:e:ok") == 1  # the event before it: both
+    assert [f[b"key"] for _, f in redis_db.xrange("{gw:0}:q:app")] == [b"ok", b"a"]
+    redis_db.delete("{gw:0}:q:audit")
+    retry = [admission("ok", "t2", ("app",)), admission("a", "t3", ("app", "audit"))]
+    assert admit(config, [retry]) == [[AdmitOutcome.DUPLICATE, AdmitOutcome.ACCEPTED]]
+    assert redis_db.xlen("{gw:0}:q:audit") == 1
 
 
 def test_partitions_keep_every_key_of_a_call_in_one_hash_slot(

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +16,10 @@ import pytest
 import redis
 
 from tests.support.processes import (
-    ROOT,
     GatewayProcess,
     RedisServer,
     assert_a_taken_port_fails_the_start,
+    failed_start,
     free_port,
     wait_until,
 )
@@ -237,16 +235,8 @@ def test_a_killed_worker_is_restarted_and_resumes_its_own_deliveries(
     assert readyz(gw)[0] == 200
 
 
-def failed_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`gateway run` with two workers and `env`, to its exit: a start that must fail."""
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"],
-        cwd=ROOT, env={**os.environ, **TWO, **env}, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-
-
 def test_workers_with_the_sqlite_store_are_refused() -> None:
-    result = failed_start({"STORE_URL": "sqlite:///data/never.db"})
+    result = failed_start({**TWO, "STORE_URL": "sqlite:///data/never.db"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -264,6 +254,7 @@ def test_a_worker_that_cannot_start_stops_the_gateway_with_exit_1(
 ) -> None:
     result = failed_start(
         {
+            **TWO,
             "STORE_URL": redis_server.url,
             "GATEWAY_PORT": str(free_port()),
             "GATEWAY_ADMIN_PORT": str(free_port()),

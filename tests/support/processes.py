@@ -77,21 +77,21 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
+def failed_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`gateway run` with the example config and `env`, to its exit: a start that must fail."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
 def assert_a_taken_port_fails_the_start(env: dict[str, str]) -> str:
     """`gateway run` with the example config and `env` while a plain socket (no
     SO_REUSEPORT) holds its public port: exit 1, a `cannot_start` log line and no
     traceback. Returns its stdout for what a caller checks besides."""
     with socket.create_server(("0.0.0.0", 0)) as taken:
-        environment = {
-            **os.environ,
-            **env,
-            "GATEWAY_PORT": str(taken.getsockname()[1]),
-            "GATEWAY_ADMIN_PORT": str(free_port()),
-        }
-        command = [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"]
-        result = subprocess.run(
-            command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=30
-        )
+        port = str(taken.getsockname()[1])
+        result = failed_start({**env, "GATEWAY_PORT": port, "GATEWAY_ADMIN_PORT": str(free_port())})
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert '"event":"cannot_start"' in result.stdout, output
