@@ -13,7 +13,7 @@ from gateway import replies
 from gateway.admit import AdmitBatcher
 from gateway.clients import AllowList, RateLimiter, client_ip, retry_after_seconds
 from gateway.config import Clients, SourceConfig
-from gateway.endpoints import Endpoint, Exchange, Request
+from gateway.endpoints import EarlyCheck, Endpoint, Exchange, Request
 from gateway.errors import Rejection
 from gateway.metrics import Metrics, SourceMetrics
 from gateway.models import Admission, AdmitOutcome, body_digest
@@ -107,8 +107,12 @@ class SourceEndpoint:
         self._tokens = tokens
         self.not_allowed = replies.method_not_allowed("POST")
         self._conflict_logged = -_CONFLICT_LOG_INTERVAL
+        # The listener's early check (gateway.endpoints.Endpoint), or None when no
+        # check is configured: then the listener makes no call per request for it.
+        checks = self._allow or clients.limiter is not None or self._source.checks_headers
+        self.early_check: EarlyCheck | None = self.check_head if checks else None
 
-    def early_check(self, headers: list[tuple[bytes, bytes]], peer: str) -> Reply | None:
+    def check_head(self, headers: list[tuple[bytes, bytes]], peer: str) -> Reply | None:
         """Checks before the body is read (the listener answers and counts):
         who is calling, how often, and the credentials in the headers."""
         if self._allow or self._clients.limiter is not None:
@@ -202,7 +206,7 @@ class PathTokenEndpoint:
         self.name = endpoint.name
 
     def early_check(self, headers: list[tuple[bytes, bytes]], peer: str) -> Reply | None:
-        return self._endpoint.early_check([*headers, self._token], peer)
+        return self._endpoint.check_head([*headers, self._token], peer)
 
     def handle(self, request: Request, exchange: Exchange) -> None:
         request.headers = [*request.headers, self._token]

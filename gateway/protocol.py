@@ -204,7 +204,10 @@ class HttpProtocol(asyncio.Protocol):
         self._count_header(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header(len(name) + len(value) + 4)
+        # _count_header inlined: a call less per header line (three per request)
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._limits.max_header:
+            raise Rejected(replies.HEADERS_TOO_LARGE)
         if self._in_headers:
             self._headers.append((name.lower(), value))
         # Otherwise a trailer: never merged into headers already judged by an

@@ -67,7 +67,7 @@ class Source:
     `now` is wall-clock unix seconds (time.time()), read once per request.
     """
 
-    __slots__ = ("_event", "_key", "kind", "name", "type_prefix")
+    __slots__ = ("_event", "_key", "checks_headers", "kind", "name", "type_prefix")
 
     # A header name -> the one read in its place when it is absent.
     header_aliases: ClassVar[Mapping[bytes, bytes]] = {}
@@ -78,6 +78,8 @@ class Source:
         self.type_prefix = config.ce_type_prefix
         self._key = FieldReader.of(config.key, "missing_key", 256, self.header_aliases)
         self._event = FieldReader.of(config.event_type, "missing_event", 128, self.header_aliases)
+        # Whether early_check can ever reject: when not, the listener skips the call.
+        self.checks_headers = type(self).early_check is not Source.early_check
 
     def early_check(self, headers: Headers, now: float) -> Rejection | None:
         return None

@@ -28,6 +28,7 @@ from gateway.store.redis_shapes import (
     admit_arguments,
     durability_problems,
     first_claim,
+    outcomes,
     packed_admit,
     queued,
 )
@@ -102,7 +103,7 @@ class RedisStore:
                 raise StoreUnavailable(f"admit failed: {exc}") from exc
         if flags is None:
             flags = await self._call(self._packed(packed), "admit")
-        return [AdmitOutcome(int(flag)) for flag in flags]
+        return outcomes(flags)
 
     async def _packed(
         self, packed: bytes, *, link: Link | None = None, reply_within: float | None = None
@@ -174,7 +175,7 @@ class RedisStore:
         flags, replicated = await self._call(pipe.execute(), "admit")
         if int(replicated) < wanted:
             raise StoreUnavailable(f"admit reached {replicated} of {wanted} replicas (WAIT)")
-        return [AdmitOutcome(int(flag)) for flag in flags]
+        return outcomes(flags)
 
     # -- the delivery queue -------------------------------------------------
 

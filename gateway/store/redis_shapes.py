@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.models import Admission, Queued
+from gateway.models import Admission, AdmitOutcome, Queued
 from gateway.store import resp
 
 
@@ -60,11 +60,23 @@ def packed_admit(
     packer: resp.AdmitPacker, keys: Keys, partition: int, batch: Sequence[Admission], ttl_ms: int
 ) -> bytes:
     """The EVALSHA of admit_arguments' KEYS and ARGV, built in one pass."""
-    markers = [keys.marker(partition, a.dedup_key) for a in batch]
+    start = keys.marker(partition, "")  # once per call, not a call per event
+    markers = [start + a.dedup_key for a in batch]
     streams: dict[str, int] = {}
     offsets = [[streams.setdefault(t, len(streams) + 1) for t in a.targets] for a in batch]
     names = [keys.stream(partition, t) for t in streams]
     return packer.pack(markers, names, ttl_ms, batch, offsets)
+
+
+# The admit script's flags as outcomes: a dict lookup per event where the enum's
+# own constructor took two Python calls (enum __call__ and __new__; the profile's).
+_OUTCOME_OF = {int(o): o for o in AdmitOutcome}
+
+
+def outcomes(flags: list[int]) -> list[AdmitOutcome]:
+    """KeyError on a flag the script never returns: the batch is then answered 503."""
+    of = _OUTCOME_OF
+    return [of[flag] for flag in flags]
 
 
 def pairs(flat: list[bytes]) -> dict[bytes, bytes]:

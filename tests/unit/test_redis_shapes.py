@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.models import Queued
+import pytest
+
+from gateway.models import AdmitOutcome, Queued
+from gateway.store import redis_shapes
 from gateway.store.redis_shapes import first_claim, pairs, queued
 
 FRESH = [b"source", b"inbox", b"type", b"message.received", b"key", b"k1", b"body", b"{}"]
@@ -22,3 +25,13 @@ def test_a_retried_entry_counts_its_earlier_attempts() -> None:
 def test_fields_in_another_order_are_read_by_name() -> None:
     shuffled = [b"key", b"k1", b"body", b"{}", b"source", b"inbox", b"type", b"message.received"]
     assert first_claim(0, b"3-1", shuffled) == queued(0, b"3-1", pairs(FRESH), 1)
+
+
+def test_outcomes_name_each_flag_of_the_admit_script() -> None:
+    assert redis_shapes.outcomes([1, 0, 2]) == [
+        AdmitOutcome.ACCEPTED,
+        AdmitOutcome.DUPLICATE,
+        AdmitOutcome.CONFLICT,
+    ]
+    with pytest.raises(KeyError):  # a flag the script never returns: no guessing
+        redis_shapes.outcomes([1, 3])

@@ -671,3 +671,18 @@ def test_a_checked_digest_matches_hashlib() -> None:
         (SECRET,), "sha256", sources_base.Claim((mac,), b"a.", b".z"), b"body"
     )
     assert not sources_base.verify((SECRET,), "sha256", claim, b"body")
+
+
+def test_only_sources_without_any_header_check_let_the_listener_skip_it() -> None:
+    """checks_headers False lets the listener skip early_check per request: it must
+    be False only where early_check can never reject."""
+    plain = source("inboxcomponents")
+    assert not plain.checks_headers
+    assert plain.early_check([], NOW) is None
+    assert token_source("inboxcomponents").checks_headers
+    assert token_source().checks_headers
+    assert generic().checks_headers
+    for kind in ("standard-webhooks", "github", "stripe", "shopify", "slack"):
+        signed = source(kind, WHSEC if kind == "standard-webhooks" else SECRET)
+        assert signed.checks_headers, kind
+        assert signed.early_check([], NOW) is not None, kind  # no signature: refused early

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import load
 from gateway.errors import Rejection
 from gateway.sources import build_source, rfc3339
+from gateway.sources.fields import FieldReader, visible
 from tests.support.processes import ROOT
 from tests.support.webhooks import seed
 
@@ -93,3 +97,21 @@ def test_normalization_without_data_has_no_time_subject_or_body() -> None:
 )
 def test_rfc3339(value: object, expected: str | None) -> None:
     assert rfc3339(value) == expected  # type: ignore[arg-type]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FFF), max_size=8))
+def test_visible_is_exactly_visible_ascii(value: str) -> None:
+    expected = re.fullmatch(r"[\x21-\x7e]+", value) is not None
+    assert visible(value) == expected
+    reader = FieldReader("body", "k", "missing_key", 256)
+    if expected:
+        assert reader.check(value) == value  # the inlined fast path agrees
+    else:
+        with pytest.raises(Rejection):
+            reader.check(value)
+
+
+def test_visible_excludes_every_control_space_and_non_ascii_character() -> None:
+    for code in [*range(0x00, 0x21), 0x7F, 0x80, 0xA0, 0xE9, 0x2028]:
+        assert not visible(f"a{chr(code)}b"), hex(code)
+    assert visible("".join(chr(c) for c in range(0x21, 0x7F)))
