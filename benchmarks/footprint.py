@@ -42,7 +42,12 @@ from benchmarks.bench import WRK_OVERRUN_S, Bench, flush_store, start_redis, wai
 from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib
 from benchmarks.delivery_checks import counter_totals
 from benchmarks.machine import Pinning, this_machine_pinning
-from benchmarks.process_report import TARGET_EVENTS, footprint_facts, footprint_table
+from benchmarks.process_report import (
+    TARGET_EVENTS,
+    footprint_facts,
+    footprint_rounds,
+    footprint_table,
+)
 from benchmarks.wrkout import WrkParseError, parse_wrk_output
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,12 +226,7 @@ def report(facts: dict[str, Any]) -> str:
         "",
         *footprint_table(facts),
         "",
-        f"RSS after each {facts['round_s']} s round of `wrk -t1 -c64` (forwarder on,"
-        " delivering to the sink):",
-        "",
-        "| events admitted | RSS MiB |",
-        "|--:|--:|",
-        *(f"| {n:,} | {rss:.1f} |" for n, rss in facts["samples"]),
+        *footprint_rounds(facts),
         "",
     ]
     return "\n".join(lines)

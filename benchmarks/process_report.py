@@ -159,6 +159,18 @@ def footprint_table(f: dict[str, Any]) -> list[str]:
     ]
 
 
+def footprint_rounds(f: dict[str, Any]) -> list[str]:
+    """Every sample, so the one the RSS rows name can be read in its sequence."""
+    return [
+        f"RSS after each {f['round_s']} s round of `wrk -t1 -c64` (forwarder on,"
+        " delivering to the sink):",
+        "",
+        "| events admitted | RSS MiB |",
+        "|--:|--:|",
+        *(f"| {n:,} | {rss:.1f} |" for n, rss in f["samples"]),
+    ]
+
+
 def footprint_section(f: dict[str, Any]) -> list[str]:
     if f.get("error"):
         return ["## Footprint", f"✗ failed: {f['error']}"]
@@ -172,7 +184,7 @@ def footprint_section(f: dict[str, Any]) -> list[str]:
         f" in the JSON); {wrk['requests']:,} requests, {wrk['non2xx']:,} non-2xx,"
         f" {wrk['errors']:,} socket errors. {f['pinning']}{smoke}"
     )
-    return ["## Footprint", "\n".join(footprint_table(f)), note]
+    return ["## Footprint", "\n".join(footprint_table(f)), note, "\n".join(footprint_rounds(f))]
 
 
 def ready_target(f: dict[str, Any]) -> dict[str, Any]:
