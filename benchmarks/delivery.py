@@ -331,7 +331,7 @@ class _Watch:
     def record(self, outcome: DeliveryOutcome, seconds: float) -> None:
         outcome.sender_cpu = self._cpu.server_share()
         outcome.load_cpu = self._cpu.load_share()
-        outcome.other_cpu = self._cpu.other_share()
+        outcome.other_cpu, outcome.steal_cpu = self._cpu.other_share(), self._cpu.steal_share()
         sink_cpu = _delta(self._sink.cpu_seconds(), self._sink_start)
         outcome.sink_cpu = _share(sink_cpu, seconds)
 

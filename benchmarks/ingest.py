@@ -113,7 +113,7 @@ def measure_scenario(
         label = f"{system}-{scenario.name}" + (f"-{attempt + 1}" if attempt else "")
         outcome = run_wrk(bench, label, scenario, url, bench.duration_s, rate)
         outcome.server_cpu, outcome.load_cpu = cpu.server_share(), cpu.load_share()
-        outcome.other_cpu = cpu.other_share()
+        outcome.other_cpu, outcome.steal_cpu = cpu.other_share(), cpu.steal_share()
         outcome.store_keys = store_keys(bench.store_url)
         outcome.rss_mb = server.rss_mb()
         attempts.append(outcome)
@@ -134,9 +134,9 @@ def _summary(outcome: ScenarioOutcome) -> str:
     if result is None:
         return f"FAILED: {outcome.error}"
     line = f"{result.rps:,.0f} req/s, p50 {result.p50_us:,.0f} µs, p99 {result.p99_us:,.0f} µs"
-    shares = (outcome.server_cpu, outcome.load_cpu, outcome.other_cpu)
+    shares = (outcome.server_cpu, outcome.load_cpu, outcome.other_cpu, outcome.steal_cpu)
     if any(share is not None for share in shares):
-        line += f", CPU server/load/other {'/'.join(_percent(share) for share in shares)}"
+        line += f", CPU server/load/other/steal {'/'.join(_percent(share) for share in shares)}"
     flags = outcome.flags()
     return line + (f"  ⚠ {'; '.join(flags)}" if flags else "")
 

@@ -98,6 +98,7 @@ class CpuWatch:
         "_server",
         "_server_start",
         "_start",
+        "_steal_start",
     )
 
     def __init__(
@@ -113,6 +114,7 @@ class CpuWatch:
         self._server_start = server_cpu_seconds()
         self._load_start = cpu_ticks(self._load_cpus)
         self._others_start = foreign_cpu_seconds(ours())
+        self._steal_start = steal_ticks()
 
     def other_share(self) -> float:
         """Share of a core used by processes outside the run (at least: a process that
@@ -126,6 +128,11 @@ class CpuWatch:
         if now is None or self._server_start is None:
             return None
         return round((now - self._server_start) / (time.monotonic() - self._start), 3)
+
+    def steal_share(self) -> float | None:
+        """Share of all CPUs' time the hypervisor gave to other guests (steal): on a
+        shared virtual machine, competition that no process of ours can see."""
+        return steal_since(self._steal_start)
 
     def load_share(self) -> float | None:
         """Busy share of the load CPUs together (1.0: all of them fully busy)."""
@@ -207,6 +214,19 @@ def cpu_ticks(cpus: Collection[int]) -> tuple[int, int]:
             total += sum(ticks)
             busy += sum(ticks) - ticks[3] - ticks[4]
     return busy, total
+
+
+def steal_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs since boot, from /proc/stat's first line."""
+    ticks = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def steal_since(start: tuple[int, int], now: tuple[int, int] | None = None) -> float | None:
+    """The steal share of all CPUs' time from `start` to `now` (steal_ticks() readings;
+    `now` read here when not given)."""
+    stolen, total = steal_ticks() if now is None else now
+    return round((stolen - start[0]) / (total - start[1]), 3) if total > start[1] else None
 
 
 def busy_share(cpus: Collection[int], seconds: float) -> float | None:

@@ -22,6 +22,18 @@ RATE_TOLERANCE = 0.9
 # Processes outside the run using more than this share of a core during a measurement
 # (other tests, another benchmark) make it not comparable.
 OTHER_CPU_LIMIT = 0.1
+# The hypervisor taking more than this share of the CPUs' time (steal) likewise.
+STEAL_LIMIT = 0.1
+
+
+def competition_flags(other_cpu: float | None, steal_cpu: float | None) -> list[str]:
+    """Flags for CPU taken by processes outside the run, or by the hypervisor."""
+    flags = []
+    if other_cpu is not None and other_cpu > OTHER_CPU_LIMIT:
+        flags.append(f"other processes used {other_cpu:.0%} of a core")
+    if steal_cpu is not None and steal_cpu > STEAL_LIMIT:
+        flags.append(f"the hypervisor took {steal_cpu:.0%} of the CPUs' time (steal)")
+    return flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,7 @@ class ScenarioOutcome:
     server_cpu: float | None = None
     load_cpu: float | None = None
     other_cpu: float | None = None  # processes outside the run (machine.CpuWatch)
+    steal_cpu: float | None = None  # the hypervisor's share (machine.CpuWatch)
     target_rps: float | None = None  # the pace of a paced scenario
     store_keys: int | None = None  # keys in Redis after the scenario (it starts empty)
     rss_mb: float | None = None  # the server's resident memory after the scenario
@@ -85,8 +98,7 @@ class ScenarioOutcome:
                 f"{errors.total} socket errors (connect {errors.connect}, read {errors.read},"
                 f" write {errors.write}, timeout {errors.timeout})"
             )
-        if self.other_cpu is not None and self.other_cpu > OTHER_CPU_LIMIT:
-            flags.append(f"other processes used {self.other_cpu:.0%} of a core")
+        flags += competition_flags(self.other_cpu, self.steal_cpu)
         if self.target_rps and result.rps < RATE_TOLERANCE * self.target_rps:
             flags.append(f"reached {result.rps:,.0f} of the {self.target_rps:,.0f} req/s paced")
         return flags
@@ -112,6 +124,7 @@ def scenario_json(outcome: ScenarioOutcome) -> dict[str, Any]:
         "server_cpu": outcome.server_cpu,
         "load_cpu": outcome.load_cpu,
         "other_cpu": outcome.other_cpu,
+        "steal_cpu": outcome.steal_cpu,
         "target_rps": rounded(outcome.target_rps, 1),
         # Keys in Redis after the scenario: for a system that stores, a cross-check that
         # its 200s were admitted (one marker per fresh key, plus its stream).
@@ -164,6 +177,7 @@ class DeliveryOutcome:
     sink_cpu: float | None = None
     load_cpu: float | None = None
     other_cpu: float | None = None  # processes outside the run (machine.CpuWatch)
+    steal_cpu: float | None = None  # the hypervisor's share (machine.CpuWatch)
     facts: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     error: str | None = None
@@ -181,9 +195,7 @@ class DeliveryOutcome:
     def flags(self) -> list[str]:
         """Why this is not a clean measurement; empty when it is."""
         flags = ([f"failed: {self.error}"] if self.error else []) + self.problems
-        if self.other_cpu is not None and self.other_cpu > OTHER_CPU_LIMIT:
-            flags.append(f"other processes used {self.other_cpu:.0%} of a core")
-        return flags
+        return flags + competition_flags(self.other_cpu, self.steal_cpu)
 
 
 def delivery_json(outcome: DeliveryOutcome) -> dict[str, Any]:
@@ -200,6 +212,7 @@ def delivery_json(outcome: DeliveryOutcome) -> dict[str, Any]:
         "sink_cpu": outcome.sink_cpu,
         "load_cpu": outcome.load_cpu,
         "other_cpu": outcome.other_cpu,
+        "steal_cpu": outcome.steal_cpu,
         "usable": outcome.usable,
         "flags": outcome.flags(),
         "error": outcome.error,

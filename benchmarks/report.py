@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import process_report
-from benchmarks.outcomes import OTHER_CPU_LIMIT
+from benchmarks.outcomes import OTHER_CPU_LIMIT, STEAL_LIMIT
 
 # The ratio columns of the ingest table: req/s relative to these systems, same scenario.
 RATIO_BASELINES = (("bare", "vs bare"), ("bare_admit", "vs bare+admit"), ("fastapi", "vs FastAPI"))
@@ -43,7 +43,7 @@ def _target_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
 _HEADER = (
     "| system | scenario | req/s | "
     + " | ".join(label for _, label in RATIO_BASELINES)
-    + " | p50 µs | p90 µs | p99 µs | non-2xx | errors | CPU server/load/other | status |\n"
+    + " | p50 µs | p90 µs | p99 µs | non-2xx | errors | CPU server/load/other/steal | status |\n"
     + "|---|---|--:|"
     + "--:|" * len(RATIO_BASELINES)
     + "--:|--:|--:|--:|--:|--:|---|"
@@ -122,7 +122,8 @@ def _scenario_row(
         cells.append(f"{s['rps'] / base['rps']:.2f}x" if base and base.get("rps") else "—")
     cells += [f"{s[k]:,.0f}" for k in ("p50_us", "p90_us", "p99_us")]
     cells += [f"{s['non2xx']:,}", f"{s['errors']:,}"]
-    cells.append(" / ".join(_percent(s.get(k)) for k in ("server_cpu", "load_cpu", "other_cpu")))
+    shares = ("server_cpu", "load_cpu", "other_cpu", "steal_cpu")
+    cells.append(" / ".join(_percent(s.get(k)) for k in shares))
     return _row(system, label, cells, status)
 
 
@@ -150,11 +151,13 @@ def _scenarios_note(scenarios: dict[str, Any], run: dict[str, Any]) -> str:
         " POSTs the InboxComponents message.received seed with a fresh idempotency key (or"
         " each key 5 times: `post_repeat_key.lua`), padded to the scenario's size with a"
         " `padding` string at the start of `data` (WRK_PAD_TO). `vs X` columns: req/s"
-        " relative to system X in the same scenario. `CPU server/load/other`: the share of a"
-        " core the server process used, how busy the load CPUs (wrk, Redis) were, and the"
+        " relative to system X in the same scenario. `CPU server/load/other/steal`: the share"
+        " of a core the server process used, how busy the load CPUs (wrk, Redis) were, the"
         " share of a core used by processes outside the run (other tests, another"
-        f" benchmark; above {OTHER_CPU_LIMIT:.0%} the row is flagged). A server well under"
-        " 100% while the load CPUs are full was not the limit.",
+        f" benchmark; above {OTHER_CPU_LIMIT:.0%} the row is flagged), and the share of all"
+        " CPUs' time the hypervisor gave to other guests (steal, from /proc/stat; above"
+        f" {STEAL_LIMIT:.0%} flagged: a shared virtual machine was slowed by its neighbours)."
+        " A server well under 100% while the load CPUs are full was not the limit.",
     ]
     for name, s in scenarios.items():
         env = f"WRK_PAD_TO={s['payload']} " if s.get("payload") else ""
@@ -182,6 +185,9 @@ def _machine_note(m: dict[str, Any]) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in m["packages"].items())
     busy = m.get("busy_before")
     idle = "" if busy is None else f" The CPUs were {busy:.0%} busy in the second before the run."
+    steal = m.get("steal")  # absent from runs before it was recorded
+    if steal is not None:
+        idle += f" Over the run the hypervisor took {steal:.1%} of the CPUs' time (steal)."
     return (
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, Python {m['python']},"
         f" Redis {m['redis']}, wrk {m['wrk']}; {packages}.{idle}"
@@ -192,9 +198,12 @@ DELIVERY_BASELINE = "post"  # the bare client's row: what every delivery row is 
 
 _DELIVERY_HEADER = (
     "| system | scenario | events | seconds | events/s | vs bare client | drain s"
-    " | acked req/s | CPU sender/sink/load/other | status |\n"
+    " | acked req/s | CPU sender/sink/load/other/steal | status |\n"
     "|---|---|--:|--:|--:|--:|--:|--:|--:|---|"
 )
+
+
+_DELIVERY_SHARES = ("sender_cpu", "sink_cpu", "load_cpu", "other_cpu", "steal_cpu")
 
 
 def _delivery_rows(results: dict[str, Any]) -> list[str]:
@@ -212,7 +221,7 @@ def _delivery_row(scenario: str, r: dict[str, Any], base: float | None) -> str:
         f"{rps / base:.2f}x" if rps is not None and base else "—",
         "—" if r["drain_s"] is None else f"{r['drain_s']:.2f}",
         _number(r["acked_rps"]),
-        " / ".join(_percent(r.get(k)) for k in ("sender_cpu", "sink_cpu", "load_cpu", "other_cpu")),
+        " / ".join(_percent(r.get(k)) for k in _DELIVERY_SHARES),
     ]
     return _row(r["system"], scenario, cells, status)
 
@@ -228,10 +237,10 @@ def _delivery_note(delivery: dict[str, Any]) -> str:
         "Every delivery is the InboxComponents message.received seed as the gateway sends it"
         " (CloudEvents binary, same bytes), POSTed to `benchmarks/sink_server.py`, which"
         " answers 200 and counts; `events` is the sink's count. `vs bare client`: events/s"
-        " relative to the `post` row of the same run. `CPU sender/sink/load/other`: share of a"
-        " core used by the sender (bare client or gateway), by the sink, how busy the load"
-        " CPUs were (sink, Redis, wrk), and the share of a core used by processes outside"
-        " the run (drain and e2e only).",
+        " relative to the `post` row of the same run. `CPU sender/sink/load/other/steal`:"
+        " share of a core used by the sender (bare client or gateway), by the sink, how busy"
+        " the load CPUs were (sink, Redis, wrk), the share of a core used by processes"
+        " outside the run, and the hypervisor's steal (drain and e2e only; as above).",
         f"- post: `python -m benchmarks.bare_client --requests {delivery['events']}"
         f" --connections {conns}`: {conns} keep-alive connections POST one prebuilt request"
         " back to back; seconds from the first send to the last answer (connecting excluded).",

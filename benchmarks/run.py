@@ -50,7 +50,14 @@ from benchmarks.delivery import DeliveryPlan
 from benchmarks.document import document
 from benchmarks.footprint import FootprintPlan
 from benchmarks.ingest import SCENARIOS
-from benchmarks.machine import Pinning, busy_share, machine_facts, this_machine_pinning
+from benchmarks.machine import (
+    Pinning,
+    busy_share,
+    machine_facts,
+    steal_since,
+    steal_ticks,
+    this_machine_pinning,
+)
 from benchmarks.outcomes import OTHER_CPU_LIMIT, DeliveryOutcome, Scenario, SystemOutcome
 from benchmarks.publish import publish, republish
 from benchmarks.systems import REPO, System, select
@@ -93,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     started = datetime.now(UTC)
+    steal_start = steal_ticks()
     systems = args.systems if "ingest" in args.scenarios else ()
     plan = _delivery_plan(args)
     warmup_s = 0 if args.smoke else WARMUP_S
@@ -109,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     doc = document(
         run=_run_facts(argv, args, started, warmup_s),
-        machine=machine_facts(pinning, busy),
+        machine=machine_facts(pinning, busy) | {"steal": steal_since(steal_start)},
         scenarios=scenarios if systems else (),
         outcomes=outcomes,
         delivery=delivered,

@@ -146,7 +146,7 @@ def _measure_load(
     cpu_end = gateway_cpu()
     run.processes = len(process_tree(gateway.process.pid))
     load.server_cpu = run.cores = watch.server_share()
-    load.other_cpu = watch.other_share()
+    load.other_cpu, load.steal_cpu = watch.other_share(), watch.steal_share()
     result = load.result
     if result is not None and result.requests and cpu_start is not None and cpu_end is not None:
         run.cpu_us_per_request = round((cpu_end - cpu_start) / result.requests * 1e6, 1)

@@ -23,7 +23,13 @@ from benchmarks.bare_client import SEED, build_request
 from benchmarks.bare_redis import idempotency_key
 from benchmarks.document import document
 from benchmarks.ingest import SCENARIOS
-from benchmarks.machine import foreign_cpu_seconds, plan_pinning, tree_cpu_seconds
+from benchmarks.machine import (
+    foreign_cpu_seconds,
+    plan_pinning,
+    steal_since,
+    steal_ticks,
+    tree_cpu_seconds,
+)
 from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
 from benchmarks.process_report import footprint_facts, workers_summary
 from benchmarks.run import parse_args, required_tools
@@ -414,6 +420,29 @@ def test_a_paced_run_that_missed_its_rate_is_flagged() -> None:
     assert outcome.flags() == ["reached 183,615 of the 250,000 req/s paced"]
     outcome.target_rps = 190_000.0
     assert outcome.flags() == []
+
+
+def test_a_run_slowed_by_the_hypervisor_is_flagged_like_one_slowed_by_other_processes() -> None:
+    result = parse_wrk_output(WRK_CLEAN)
+    outcome = ScenarioOutcome("throughput", [], WRK_CLEAN, result, other_cpu=0.02, steal_cpu=0.1)
+    assert outcome.flags() == []  # at the limit: not flagged
+    outcome.steal_cpu = 0.25
+    assert outcome.flags() == ["the hypervisor took 25% of the CPUs' time (steal)"]
+    delivery = DeliveryOutcome("gateway", "drain", events=10, seconds=1.0, other_cpu=0.3)
+    delivery.steal_cpu = 0.5
+    assert delivery.flags() == [
+        "other processes used 30% of a core",
+        "the hypervisor took 50% of the CPUs' time (steal)",
+    ]
+
+
+def test_steal_is_a_share_of_all_cpus_time_from_proc_stat() -> None:
+    assert steal_since((10, 1_000), (60, 2_000)) == 0.05
+    assert steal_since((10, 1_000), (10, 1_000)) is None  # no time passed: no share
+    stolen, total = steal_ticks()  # the real /proc/stat: steal is part of the total
+    assert 0 <= stolen <= total
+    later = steal_since((stolen, total))
+    assert later is None or 0.0 <= later <= 1.0
 
 
 @pytest.mark.parametrize(
