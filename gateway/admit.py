@@ -19,6 +19,7 @@ from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome
 from gateway.store import Store
+from gateway.timers import Timeouts
 
 # Called with the outcome (None: not persisted, answer 503) and the time the
 # batch finished, read once for the whole batch.
@@ -37,7 +38,8 @@ ADMIT_CHUNK = 24
 class AdmitBatcher:
     def __init__(self, store: Store, deadline: float, metrics: Metrics) -> None:
         self._store = store
-        self._deadline = deadline
+        # One shared timer for every call's deadline, not a loop timer per call.
+        self._deadlines = Timeouts(deadline)
         self._errors = metrics.store_admit_errors
         self._pending: dict[int, list[tuple[Admission, Done]]] = {}
         self._scheduled = False
@@ -84,7 +86,7 @@ class AdmitBatcher:
     ) -> None:
         outcomes: list[AdmitOutcome] | None = None
         try:
-            async with asyncio.timeout(self._deadline):
+            async with self._deadlines.scope():
                 outcomes = await call
         except (StoreUnavailable, TimeoutError) as exc:
             self._store_failed(exc, len(batch))

@@ -52,6 +52,7 @@ from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
+from gateway.timers import Timeouts
 
 log = structlog.get_logger("gateway.spool")
 T = TypeVar("T")
@@ -111,6 +112,7 @@ class SpoolingStore:
         self.redis = redis
         self.spool = spool
         self._wait = config.wait_for_redis
+        self._waits = Timeouts(config.wait_for_redis)  # one timer for every admit's wait
         self._metrics = metrics
         self._make_delivery = delivery
         self._grace = stop_grace
@@ -142,7 +144,7 @@ class SpoolingStore:
     ) -> list[AdmitOutcome]:
         if first is not None:
             try:
-                async with asyncio.timeout(self._wait):
+                async with self._waits.scope():
                     return await first
             except (StoreUnavailable, TimeoutError) as exc:
                 self._fail_over(exc)

@@ -12,7 +12,9 @@ request: asyncio.timeout per request was 7 % of the forwarder's CPU
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
+from types import TracebackType
 
 # uvloop's timers have millisecond resolution: one may fire a little before its
 # deadline by loop.time(). Treat that as due rather than re-arming for the rest.
@@ -54,3 +56,81 @@ class LazyTimer:
 def early(loop: asyncio.AbstractEventLoop, due: float) -> bool:
     """Whether a timer firing now came too early for `due`."""
     return loop.time() + CLOCK_SLACK < due
+
+
+class Timeouts:
+    """`asyncio.timeout(delay)` for many tasks with the same delay, on one LazyTimer.
+
+    Each `asyncio.timeout` scope makes and cancels a loop timer; the admit path opened
+    two per batch (the admit deadline and the spool's wait for Redis). Here a scope is
+    an entry in a deque, in the order the scopes were opened (the order they fall due,
+    the delay being the same), and the one timer fires for the oldest open one. An
+    expired scope cancels its task and, on leaving, turns that cancellation into
+    TimeoutError, exactly as asyncio.timeout does (uncancel, then compare with the
+    task's cancel requests on entry), so a cancellation from elsewhere still propagates.
+    """
+
+    __slots__ = ("_delay", "_open", "_timer")
+
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self._open: deque[_Scope] = deque()
+        self._timer = LazyTimer(self._expire)
+
+    def scope(self) -> _Scope:
+        return _Scope(self)
+
+    def _opened(self, scope: _Scope, loop: asyncio.AbstractEventLoop) -> None:
+        self._open.append(scope)
+        self._timer.due_by(loop, scope.due)
+
+    def _closed(self, scope: _Scope) -> None:
+        if self._open and self._open[0] is scope:
+            self._open.popleft()  # the common case: scopes close in the order they opened
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time() + CLOCK_SLACK
+        while self._open and (self._open[0].closed or self._open[0].due <= now):
+            scope = self._open.popleft()
+            if not scope.closed:
+                scope.expire()
+        if self._open:
+            self._timer.due_by(loop, self._open[0].due)
+
+
+class _Scope:
+    __slots__ = ("_cancelling", "_group", "_task", "closed", "due", "expired")
+
+    def __init__(self, group: Timeouts) -> None:
+        self._group = group
+        self.closed = self.expired = False
+        self.due = 0.0
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Timeouts.scope() must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        loop = asyncio.get_running_loop()
+        self.due = loop.time() + self._group._delay
+        self._group._opened(self, loop)
+
+    def expire(self) -> None:
+        self.expired = True
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.closed = True
+        self._group._closed(self)
+        # uncancel() whenever expired (as asyncio.timeout): our own cancel request is
+        # withdrawn even when the task finished before the cancellation landed.
+        expired = self.expired and self._task.uncancel() <= self._cancelling
+        if expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc

@@ -63,7 +63,7 @@ def packed_admit(
     start = keys.marker(partition, "")  # once per call, not a call per event
     markers = [start + a.dedup_key for a in batch]
     streams: dict[str, int] = {}
-    offsets = [[streams.setdefault(t, len(streams) + 1) for t in a.targets] for a in batch]
+    offsets = [tuple([streams.setdefault(t, len(streams) + 1) for t in a.targets]) for a in batch]
     names = [keys.stream(partition, t) for t in streams]
     return packer.pack(markers, names, ttl_ms, batch, offsets)
 

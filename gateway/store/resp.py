@@ -47,6 +47,8 @@ class AdmitPacker:
     def __init__(self, sha: str) -> None:
         self._head = b"$7\r\nEVALSHA\r\n" + _bulk(sha.encode())
         self._kept: dict[str, bytes] = {}
+        self._names: dict[tuple[str, str], bytes] = {}  # (source, type) -> two bulk strings
+        self._tails: dict[tuple[int, ...], bytes] = {}  # an event's stream offsets, packed
 
     def pack(
         self,
@@ -54,7 +56,7 @@ class AdmitPacker:
         streams: Sequence[str],
         ttl_ms: int,
         batch: Sequence[Admission],
-        offsets: Sequence[Sequence[int]],
+        offsets: Sequence[tuple[int, ...]],
     ) -> bytes:
         """`markers`: each event's marker key; `streams`: the stream keys;
         `offsets`: each event's 1-based offsets into `streams`."""
@@ -64,26 +66,37 @@ class AdmitPacker:
         parts += [kept(stream) for stream in streams]
         parts += (_bulk(b"%d" % ttl_ms), kept(str(len(batch))))
         count = 5 + len(markers) + len(streams)
+        # An event's source and type, and its offsets' tail, repeat from event to event:
+        # one dict lookup each (the bulk strings kept) instead of a call per argument.
+        names, tails = self._names, self._tails
         for a, its in zip(batch, offsets, strict=True):
             token, key, digest = a.token.encode(), a.key.encode(), a.digest.encode()
+            pair = names.get((a.source, a.event_type)) or self._names_of(a.source, a.event_type)
+            tail = tails.get(its) or self._tail_of(its)
             parts.append(
-                b"$%d\r\n%b\r\n%b%b$%d\r\n%b\r\n$%d\r\n"
-                % (
-                    len(token),
-                    token,
-                    kept(a.source),
-                    kept(a.event_type),
-                    len(key),
-                    key,
-                    len(a.body),
-                )
+                b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n"
+                % (len(token), token, pair, len(key), key, len(a.body))
             )
             parts.append(a.body)
-            parts.append(b"\r\n$%d\r\n%b\r\n" % (len(digest), digest) + kept(str(len(its))))
-            parts += [kept(str(offset)) for offset in its]
+            parts.append(b"\r\n$%d\r\n%b\r\n%b" % (len(digest), digest, tail))
             count += 7 + len(its)
         parts[0] = b"*%d\r\n" % count
         return b"".join(parts)
+
+    def _names_of(self, source: str, event_type: str) -> bytes:
+        if len(self._names) >= self._MAX_KEPT:
+            self._names.clear()  # event types are the provider's: never unbounded
+        found = self._names[source, event_type] = _bulk(source.encode()) + _bulk(
+            event_type.encode()
+        )
+        return found
+
+    def _tail_of(self, offsets: tuple[int, ...]) -> bytes:
+        """The count of an event's stream offsets, then each: bulk strings."""
+        if len(self._tails) >= self._MAX_KEPT:
+            self._tails.clear()
+        found = self._tails[offsets] = b"".join(_bulk(b"%d" % n) for n in (len(offsets), *offsets))
+        return found
 
     def _kept_bulk(self, value: str) -> bytes:
         found = self._kept.get(value)
