@@ -95,3 +95,28 @@ def test_an_inner_scope_expiring_leaves_the_outer_one_running() -> None:
 
     assert run(main()) == "outer went on"
 
+
+def test_finished_scopes_are_let_go_at_once_even_when_they_finish_out_of_order() -> None:
+    async def main() -> list[int]:
+        timeouts = Timeouts(60.0)  # never fires here: only closing can let scopes go
+        first_may_end = asyncio.Event()
+        held: list[int] = []
+
+        async def first() -> None:
+            async with timeouts.scope():
+                await first_may_end.wait()
+
+        async def quick() -> None:
+            async with timeouts.scope():
+                await asyncio.sleep(0)
+
+        head = asyncio.create_task(first())
+        await asyncio.sleep(0)
+        await asyncio.gather(*(quick() for _ in range(10)))
+        held.append(len(timeouts))  # the open head keeps the closed ones behind it
+        first_may_end.set()
+        await head
+        held.append(len(timeouts))
+        return held
+
+    assert run(main()) == [11, 0]
