@@ -40,7 +40,9 @@ def main() -> int:
     def dump(signum: int, frame: FrameType | None) -> None:
         taken[0] += 1
         lines = (f"{size} {name}\n" for name, size in census().most_common())
-        (out / f"census{taken[0]}.txt").write_text("".join(lines))
+        partial = out / f"census{taken[0]}.partial"
+        partial.write_text("".join(lines))
+        partial.rename(out / f"census{taken[0]}.txt")  # whole, once it is there
 
     signal.signal(signal.SIGUSR1, dump)
     from gateway.cli import main as gateway_main

@@ -22,8 +22,9 @@ taken=0
 while [ $taken -lt 2 ]; do
   WRK_PAD_TO=1024 taskset -c 1 wrk -t1 -c64 -d10s -s benchmarks/wrk/post_fresh_key.lua http://127.0.0.1:18089/webhooks/inbox > /dev/null
   n=$(admitted); echo "$n events, VmRSS $(awk '/VmRSS/ {print $2}' /proc/$SRV/status) kB"
-  if [ $taken = 0 ] && [ "$n" -ge "$FIRST" ]; then census_after 1; taken=1; echo "census 1"; fi
-  if [ "$n" -ge "$LAST" ]; then census_after 2; taken=2; echo "census 2"; fi
+  # One census per round at most, so the two are always a round or more apart.
+  if [ $taken = 0 ] && [ "$n" -ge "$FIRST" ]; then census_after 1; taken=1; echo "census 1"
+  elif [ $taken = 1 ] && [ "$n" -ge "$LAST" ]; then census_after 2; taken=2; echo "census 2"; fi
 done
 .venv/bin/python - "$DATA/census1.txt" "$DATA/census2.txt" <<'PY'
 import sys

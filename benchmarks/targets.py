@@ -54,7 +54,7 @@ def _target(
     return {
         "measure": measure,
         "target": goal,
-        "value": rounded(value),
+        "value": rounded(value, 6),  # 3 digits, then :.2f, rounded 0.2245 up to 0.23
         "met": met,
         "basis": basis,
         # A row not measured has nothing to be clean or not.

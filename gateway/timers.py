@@ -139,5 +139,6 @@ class _Scope:
         # uncancel() whenever expired (as asyncio.timeout): our own cancel request is
         # withdrawn even when the task finished before the cancellation landed.
         expired = self.expired and self._task.uncancel() <= self._cancelling
+        del self._task  # a closed scope behind an open one must not keep its task alive
         if expired and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc

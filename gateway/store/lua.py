@@ -1,8 +1,8 @@
 """The Lua scripts of the Redis store. Every key a script touches is in KEYS.
 
 Each script is one atomic step of an event's life; scripts are atomic but
-never rolled back, so each orders its writes so that a failure midway leaves
-a duplicate at worst, never a loss.
+never rolled back, so each orders its writes (or, ADMIT, undoes its mark) so
+that a failure midway leaves a duplicate at worst, never a loss.
 """
 
 # ARGV: ttl_ms, n, then per event: token, source, type, key, body, digest,
@@ -28,6 +28,14 @@ local a = 3
 for i = 1, n do
   local mine = ARGV[a] .. '|' .. ARGV[a + 5]
   local nt = tonumber(ARGV[a + 6])
+  -- Checked before the mark: a Lua error after it would leave the marker behind.
+  if not nt then return redis.error_reply('ERR admit: bad target count') end
+  for j = 1, nt do
+    local o = tonumber(ARGV[a + 6 + j])
+    if not o or o < 1 or not KEYS[n + o] then
+      return redis.error_reply('ERR admit: bad stream offset')
+    end
+  end
   local held = redis.call('SET', KEYS[i], mine, 'NX', 'GET', 'PX', ttl)
   if not held then
     for j = 1, nt do

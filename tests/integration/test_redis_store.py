@@ -11,6 +11,7 @@ import redis
 from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, body_digest
+from gateway.store import lua
 from gateway.store.redis import RedisStore
 from tests.support.faultproxy import DropReplyProxy
 from tests.support.processes import RedisServer, wait_until
@@ -215,3 +216,18 @@ def test_the_admit_call_is_written_when_admit_is_called_not_when_awaited(
     queued, outcomes = asyncio.run(scenario())
     assert queued == 2
     assert outcomes == [AdmitOutcome.ACCEPTED]
+
+
+@pytest.mark.parametrize("offset", [b"0", b"3", b"x"])
+def test_a_malformed_admit_call_is_refused_before_it_marks(
+    redis_server: RedisServer, redis_db: redis.Redis, offset: bytes
+) -> None:
+    """A bad stream offset (a packer bug) is an error before the SET: a Lua error after
+    it would leave a marker without its event."""
+    sha = redis_db.script_load(lua.ADMIT)
+    keys = ["{gw:0}:idem:src:e:a", "{gw:0}:q:app"]
+    argv = [60_000, 1, b"t1", b"src", b"e", b"a", b"{}", b"d", 1, offset]
+    with pytest.raises(redis.ResponseError, match="bad stream offset"):
+        redis_db.evalsha(sha, 2, *keys, *argv)
+    assert redis_db.exists("{gw:0}:idem:src:e:a") == 0
+    assert redis_db.exists("{gw:0}:q:app") == 0
