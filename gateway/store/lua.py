@@ -15,7 +15,9 @@ that a failure midway leaves a duplicate at worst, never a loss.
 # returned, so no failure leaves a marker without its event (a loss); the worst
 # left behind is an event enqueued for one target but not the next (a possible
 # duplicate when the provider retries). One SET NX GET where GET then SET were
-# two calls: 1-3 µs less Redis CPU per event (python benchmarks/lua_admit.py).
+# two calls: the script's Redis time per event went from 1.21-1.29x bare_admit's
+# script to 0.93-1.16x, and 1.06-1.25x with the checks made before the mark
+# (`python -m benchmarks.lua_admit`, 3 and 7 rounds).
 # A marker holding this request's own token means
 # the link re-sent the call after a lost reply: that event is ours and already
 # queued, so "accepted". The `#!lua` shebang makes Redis refuse the whole
