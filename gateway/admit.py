@@ -46,6 +46,8 @@ class AdmitBatcher:
         self._calls: set[asyncio.Task[None]] = set()
         self._failed_since_log = 0
         self._last_error_log = 0.0
+        self._crashes = 0  # crashed batches since the last admit_crashed line
+        self._last_crash_log = -_ERROR_LOG_INTERVAL
 
     def submit(self, admission: Admission, done: Done) -> None:
         partition = self._store.partition(admission.dedup_key)
@@ -98,7 +100,14 @@ class AdmitBatcher:
         _answer(batch, outcomes)
 
     def _crashed(self, exc: Exception, batch: list[tuple[Admission, Done]]) -> None:
-        log.exception("admit_crashed")
+        # A bug here fails every batch alike: its traceback once per interval, not per
+        # batch (at thousands of batches a second the log would bury everything else).
+        self._crashes += 1
+        now = time.monotonic()
+        if now - self._last_crash_log >= _ERROR_LOG_INTERVAL:
+            log.error("admit_crashed", exc_info=exc, crashes=self._crashes)
+            self._crashes = 0
+            self._last_crash_log = now
         self._store_failed(exc, len(batch))
         _answer(batch, None)
 

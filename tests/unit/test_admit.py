@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from gateway.admit import ADMIT_CHUNK, AdmitBatcher
 from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
@@ -115,3 +117,25 @@ def test_a_store_call_that_cannot_be_built_answers_every_request_none() -> None:
         return got
 
     assert asyncio.run(main()) == [None, None]
+
+
+def test_a_crashing_store_logs_its_traceback_once_per_interval_not_per_batch() -> None:
+    store = Recording(RuntimeError("a bug in the store"))
+
+    async def main() -> list[AdmitOutcome | None]:
+        batcher = AdmitBatcher(store, 1.0, Metrics())  # type: ignore[arg-type]
+        got: list[AdmitOutcome | None] = []
+        for i in range(20):  # twenty ticks: twenty store calls, each crashing
+            batcher.submit(admission(f"k{i}"), lambda o, _: got.append(o))
+            await asyncio.sleep(0)
+            await asyncio.gather(*batcher._calls)
+        return got
+
+    with capture_logs() as logs:
+        got = asyncio.run(main())
+    assert got == [None] * 20  # every request answered: 503
+    assert len(store.calls) == 20
+    crashed = [entry for entry in logs if entry["event"] == "admit_crashed"]
+    assert len(crashed) == 1
+    assert crashed[0]["crashes"] == 1
+    assert isinstance(crashed[0]["exc_info"], RuntimeError)
