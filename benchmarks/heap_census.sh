@@ -16,7 +16,7 @@ SINK=$!
 STORE_URL=redis://127.0.0.1:6399/0 FORWARD_URL=http://127.0.0.1:18190/events DEDUP_TTL=60s GATEWAY_PORT=18089 GATEWAY_ADMIN_PORT=19111 GATEWAY_DATA_DIR=$DATA/gw LOG_LEVEL=warning taskset -c 0 .venv/bin/python -m benchmarks.heap_census "$DATA" -- run --config config/gateway.yaml > "$DATA/srv.log" 2>&1 &
 SRV=$!
 ab_wait_ready 19111 $SRV "$DATA/srv.log"
-admitted() { curl -s localhost:19111/metrics | awk '/^webhook_gateway_events_admitted_total/ {s+=$2} END {printf "%d", s}'; }
+admitted() { .venv/bin/python -c "from benchmarks.footprint import admitted; print(admitted(19111))"; }
 census_after() { kill -USR1 $SRV; for i in $(seq 1 300); do [ -f "$DATA/census$1.txt" ] && return; sleep 0.1; done; ab_die "no census $1" "$DATA/srv.log"; }
 taken=0
 while [ $taken -lt 2 ]; do

@@ -22,20 +22,25 @@ import redis
 
 from benchmarks import bare_redis
 from benchmarks.bench import redis_beside
+from gateway.models import Admission, body_digest
 from gateway.store import lua
+from gateway.store.redis_shapes import Keys, admit_arguments
 
 BODY = b'{"padding":"' + b"x" * 1000 + b'"}'
 Call = Callable[[int, int], list[object]]  # (round, call) -> KEYS + ARGV
 
 
 def gateway_call(batch: int) -> Call:
+    """The gateway's own KEYS and ARGV (redis_shapes.admit_arguments), one target."""
+    keys, digest = Keys("gw"), body_digest(BODY)
+
     def build(rnd: int, call: int) -> list[object]:
-        keys = [f"{{gw:0}}:idem:src:e:g{rnd}-{call}-{i}" for i in range(batch)]
-        argv: list[object] = [86_400_000, batch]
-        for i in range(batch):
-            key = f"g{rnd}-{call}-{i}"
-            argv += [f"t:{key}", "src", "e", key, BODY, "0123456789abcdef01234567", 1, 1]
-        return [len(keys) + 1, *keys, "{gw:0}:q:app", *argv]
+        names = [f"g{rnd}-{call}-{i}" for i in range(batch)]
+        events = [
+            Admission(f"src:e:{k}", f"t:{k}", "src", "e", k, BODY, digest, ("app",)) for k in names
+        ]
+        call_keys, argv = admit_arguments(keys, 0, events, 86_400_000)
+        return [len(call_keys), *call_keys, *argv]
 
     return build
 

@@ -109,13 +109,14 @@ class SourceEndpoint:
         self._conflict_logged = -_CONFLICT_LOG_INTERVAL
         # The listener's early check (gateway.endpoints.Endpoint), or None when no
         # check is configured: then the listener makes no call per request for it.
-        checks = self._allow or clients.limiter is not None or self._source.checks_headers
+        self._checks_client = bool(self._allow) or clients.limiter is not None
+        checks = self._checks_client or self._source.checks_headers
         self.early_check: EarlyCheck | None = self.check_head if checks else None
 
     def check_head(self, headers: list[tuple[bytes, bytes]], peer: str) -> Reply | None:
         """Checks before the body is read (the listener answers and counts):
         who is calling, how often, and the credentials in the headers."""
-        if self._allow or self._clients.limiter is not None:
+        if self._checks_client:
             refused = self._admit_client(self._clients.address(peer, headers))
             if refused is not None:
                 return refused

@@ -111,7 +111,6 @@ class SpoolingStore:
     ) -> None:
         self.redis = redis
         self.spool = spool
-        self._wait = config.wait_for_redis
         self._waits = Timeouts(config.wait_for_redis)  # one timer for every admit's wait
         self._metrics = metrics
         self._make_delivery = delivery
@@ -183,7 +182,7 @@ class SpoolingStore:
 
     def _fail_over(self, exc: BaseException) -> None:
         if self.mode is Mode.REDIS:
-            reason = str(exc) or f"no answer within {self._wait:g}s"
+            reason = str(exc) or f"no answer within {self._waits.delay:g}s"
             log.warning("redis_unavailable_spooling", error=reason, spool=self.spool.path)
             self._set_mode(Mode.SPOOL)
             self._redis_failed.set()

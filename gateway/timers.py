@@ -70,10 +70,10 @@ class Timeouts:
     task's cancel requests on entry), so a cancellation from elsewhere still propagates.
     """
 
-    __slots__ = ("_delay", "_open", "_timer")
+    __slots__ = ("_open", "_timer", "delay")
 
     def __init__(self, delay: float) -> None:
-        self._delay = delay
+        self.delay = delay
         self._open: deque[_Scope] = deque()
         self._timer = LazyTimer(self._expire)
 
@@ -121,7 +121,7 @@ class _Scope:
         self._task = task
         self._cancelling = task.cancelling()
         loop = asyncio.get_running_loop()
-        self.due = loop.time() + self._group._delay
+        self.due = loop.time() + self._group.delay
         self._group._opened(self, loop)
 
     def expire(self) -> None:

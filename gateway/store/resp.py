@@ -9,9 +9,12 @@ path go through redis-py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TypeVar
 
 from gateway.models import Admission
+
+K = TypeVar("K", bound=Hashable)
 
 
 def command(args: Iterable[str | bytes | int]) -> bytes:
@@ -41,8 +44,6 @@ class AdmitPacker:
     (source, event type, targets' offsets, stream keys) are encoded once and kept.
     The bytes equal `command()`'s (tests/unit/test_resp.py).
     """
-
-    _MAX_KEPT = 4096  # kept encodings: sources, types and stream keys are few
 
     def __init__(self, sha: str) -> None:
         self._head = b"$7\r\nEVALSHA\r\n" + _bulk(sha.encode())
@@ -84,27 +85,29 @@ class AdmitPacker:
         return b"".join(parts)
 
     def _names_of(self, source: str, event_type: str) -> bytes:
-        if len(self._names) >= self._MAX_KEPT:
-            self._names.clear()  # event types are the provider's: never unbounded
-        found = self._names[source, event_type] = _bulk(source.encode()) + _bulk(
-            event_type.encode()
-        )
-        return found
+        pair = _bulk(source.encode()) + _bulk(event_type.encode())
+        return _keep(self._names, (source, event_type), pair)
 
     def _tail_of(self, offsets: tuple[int, ...]) -> bytes:
         """The count of an event's stream offsets, then each: bulk strings."""
-        if len(self._tails) >= self._MAX_KEPT:
-            self._tails.clear()
-        found = self._tails[offsets] = b"".join(_bulk(b"%d" % n) for n in (len(offsets), *offsets))
-        return found
+        tail = b"".join(_bulk(b"%d" % n) for n in (len(offsets), *offsets))
+        return _keep(self._tails, offsets, tail)
 
     def _kept_bulk(self, value: str) -> bytes:
         found = self._kept.get(value)
-        if found is None:
-            if len(self._kept) >= self._MAX_KEPT:
-                self._kept.clear()  # event types are the provider's: never unbounded
-            found = self._kept[value] = _bulk(value.encode())
-        return found
+        return found if found is not None else _keep(self._kept, value, _bulk(value.encode()))
+
+
+_MAX_KEPT = 4096  # per cache: sources, types, offsets and stream keys are few
+
+
+def _keep(cache: dict[K, bytes], key: K, value: bytes) -> bytes:
+    """Remember `value`; a full cache starts over (event types are the provider's:
+    never unbounded)."""
+    if len(cache) >= _MAX_KEPT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _bulk(value: bytes) -> bytes:
