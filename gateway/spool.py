@@ -141,6 +141,12 @@ class SpoolingStore:
         batch: Sequence[Admission],
         first: Coroutine[Any, Any, list[AdmitOutcome]] | None,
     ) -> list[AdmitOutcome]:
+        if first is None and self.mode is Mode.REDIS:
+            # Taken while spooling or draining, run after the drain ended: the spool
+            # must not get it now (no drain would move it). Deciding here, in the
+            # same step as the spool's write is submitted, is what makes the drain's
+            # last empty read final: the spool's one thread runs calls in order.
+            first = self.redis.admit(partition, batch)
         if first is not None:
             try:
                 async with self._waits.scope():
@@ -213,6 +219,9 @@ class SpoolingStore:
                 await self._step()
             except Exception:  # a bug here must not leave the gateway spooling for good
                 log.exception("spool_supervisor_failed")
+                # Nor leave events in the spool: a drain cut after it switched to
+                # redis mode would otherwise wait for Redis' next failure.
+                self._drain_pending = True
                 await asyncio.sleep(_RETRY_DRAIN)
 
     async def _choose_first_mode(self) -> None:

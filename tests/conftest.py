@@ -7,9 +7,23 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.support.processes import GatewayProcess, RedisServer
+from tests.support.processes import RUNNING, GatewayProcess, RedisServer
 from tests.support.secrecy import leaks
 from tests.support.sink import Sink
+
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the tail of each running gateway's log: a
+    failure seen only in CI can be read there (the data dir is gone after)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for gw in RUNNING:
+            tail = "\n".join(gw.logs().splitlines()[-LOG_TAIL_LINES:])
+            report.sections.append((f"gateway on port {gw.port}: last log lines", tail))
 
 
 @pytest.fixture(scope="session", autouse=True)

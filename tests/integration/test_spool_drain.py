@@ -13,6 +13,7 @@ from typing import TypeVar
 import pytest
 import redis
 
+from gateway import spool
 from gateway.config import SpoolConfig
 from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome, body_digest
@@ -152,4 +153,64 @@ def test_a_drain_larger_than_one_step_moves_every_event_once(
 
     run(redis_server, path, scenario)
     assert sorted(queued_keys(redis_db)) == sorted(f"n{i}".encode() for i in range(count))
+    assert spool_counts(path) == (0, 0)
+
+
+def test_an_admit_taken_while_draining_that_runs_after_the_drain_ended_goes_to_redis(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    """The batcher's call is taken in one loop turn and runs in a later one: a
+    drain may end in between. Written to the spool then, no drain would move it."""
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> list[AdmitOutcome]:
+        await spooling.spool.admit(0, [admission("early", "t1")])
+        spooling.mode = Mode.DRAINING
+        late = spooling.admit(0, [admission("late", "t2")])  # taken now, run below
+        await spooling._drain()
+        assert spooling.mode is Mode.REDIS
+        return await late
+
+    assert run(redis_server, path, scenario) == [AdmitOutcome.ACCEPTED]
+    assert sorted(queued_keys(redis_db)) == [b"early", b"late"]
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_drain_that_fails_after_switching_to_redis_is_tried_again(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug that cuts a drain in redis mode must not leave events in the spool
+    until Redis' next failure: the supervisor drains again after _RETRY_DRAIN."""
+    path = tmp_path / "spool.db"
+    monkeypatch.setattr(spool, "_RETRY_DRAIN", 0.05)
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission("kept", "t1")])
+        drains = 0
+        drained = asyncio.Event()
+        real_drain = spooling._drain
+
+        async def drain_failing_once() -> None:
+            nonlocal drains
+            drains += 1
+            if drains == 1:
+                spooling._set_mode(Mode.REDIS)
+                raise RuntimeError("a bug after the switch")
+            await real_drain()
+            drained.set()
+
+        monkeypatch.setattr(spooling, "_drain", drain_failing_once)
+        spooling.start()
+        try:
+            async with asyncio.timeout(10):
+                await drained.wait()
+        finally:
+            await spooling.stop()
+        assert drains == 2
+
+    run(redis_server, path, scenario)
+    assert queued_keys(redis_db) == [b"kept"]
     assert spool_counts(path) == (0, 0)

@@ -145,6 +145,10 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# Gateways started and not yet closed: a failed test's report shows their logs' tails.
+RUNNING: list[GatewayProcess] = []
+
+
 class GatewayProcess:
     """The gateway started the way the README starts it, on free ports."""
 
@@ -168,6 +172,8 @@ class GatewayProcess:
         args = [sys.executable, "-m", "gateway", "run", "--config", self.config]
         self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         log.close()
+        if self not in RUNNING:
+            RUNNING.append(self)
         if wait_ready:
             wait_until(self.ready, timeout=15, what="gateway /readyz")
         else:
@@ -215,5 +221,7 @@ class GatewayProcess:
 
     def close(self) -> None:
         self.stop()
+        if self in RUNNING:
+            RUNNING.remove(self)
         GATEWAY_LOGS.append(self.logs())
         shutil.rmtree(self.data_dir, ignore_errors=True)
