@@ -25,12 +25,13 @@ def document(
     outcomes: Sequence[SystemOutcome],
     delivery: Sequence[DeliveryOutcome] = (),
     delivery_settings: dict[str, Any] | None = None,
+    pairs: dict[str, Any] | None = None,
     workers: dict[str, Any] | None = None,
     footprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`workers`, `footprint`: those groups' JSON (benchmarks/workers.py, footprint.py),
-    None when they did not run."""
-    doc = {
+    """`pairs`, `workers`, `footprint`: those groups' JSON (benchmarks/pairs.py,
+    workers.py, footprint.py), None when they did not run."""
+    doc: dict[str, Any] = {
         "run": run,
         "machine": machine,
         "scenarios": {
@@ -61,7 +62,7 @@ def document(
             "results": {o.scenario: delivery_json(o) for o in delivery},
         },
     }
-    groups = {"workers": workers, "footprint": footprint}
+    groups = {"pairs": pairs, "workers": workers, "footprint": footprint}
     doc |= {name: group for name, group in groups.items() if group is not None}
     doc["targets"] = targets(doc)
     return doc

@@ -1,13 +1,13 @@
 """A run's JSON document (benchmarks/document.py) as the Markdown report: the targets,
-the ingest and delivery tables, the workers and footprint sections, then how they were
-produced. Pure: no I/O here."""
+the ingest and delivery tables, the pairs, workers and footprint sections, then how they
+were produced. Pure: no I/O here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks import process_report
+from benchmarks import pairs_report, process_report
 from benchmarks.outcomes import OTHER_CPU_LIMIT, STEAL_LIMIT
 
 # The ratio columns of the ingest table: req/s relative to these systems, same scenario.
@@ -64,7 +64,7 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
     parts.append(f"Pinning: {machine['pinning']['note']}.")
     if chart:
         parts.append(f"![req/s and p50/p99 ack latency per system]({chart})")
-    groups = [doc.get(name) for name in ("workers", "footprint")]
+    groups = [doc.get(name) for name in ("pairs", "workers", "footprint")]
     if doc["systems"] or doc.get("delivery", {}).get("results") or any(groups):
         parts += [
             "## Targets (issue 6), as ratios within this run",
@@ -84,6 +84,8 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
             "\n".join([_DELIVERY_HEADER, *_delivery_rows(delivery["results"])]),
             _delivery_note(delivery),
         ]
+    if doc.get("pairs"):
+        parts += pairs_report.pairs_section(doc["pairs"])
     if doc.get("workers"):
         parts += process_report.workers_section(doc["workers"])
     if doc.get("footprint"):

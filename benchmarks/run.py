@@ -1,8 +1,9 @@
 """Measure the same load against several systems on this machine, in one run.
 
     python -m benchmarks.run [--smoke] [--duration SECONDS] [--out DIR] [--systems bare,gateway]
-                             [--scenarios ingest,drain,e2e,workers,footprint] [--events N]
-                             [--retries N] [--pairs N] [--footprint-events N]
+                             [--scenarios ingest,drain,e2e,pairs,workers,footprint]
+                             [--events N] [--retries N] [--rounds N] [--pairs N]
+                             [--footprint-events N]
 
 Starts Redis, then runs the scenario groups, each system as child processes, the
 server under test pinned to one CPU and the load (wrk, Redis, the sink) to the others:
@@ -13,6 +14,10 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
   in throughput;
 - drain and e2e (benchmarks/delivery.py): the delivery half, always the bare client
   against the gateway with its forwarder on, delivering to a counting sink;
+- pairs (benchmarks/pairs.py): the gateway, bare_admit and bare in --rounds interleaved
+  rounds of the throughput load, each a fresh start pinned as in ingest, the order
+  reversed every other round: the two ingest ratio targets, free of the machine's drift
+  between one system's ingest and the next;
 - workers (benchmarks/workers.py): the ingest gateway with 1 and with 2 workers,
   --pairs interleaved pairs of the throughput load, nothing pinned;
 - footprint (benchmarks/footprint.py): exec -> /readyz over several starts, and the
@@ -43,7 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from benchmarks import delivery, footprint, ingest, workers
+from benchmarks import delivery, footprint, ingest, pairs, workers
 from benchmarks.bench import Bench, start_redis
 from benchmarks.children import ChildFailed, Children
 from benchmarks.delivery import DeliveryPlan
@@ -69,7 +74,10 @@ DEFAULT_DURATION_S = 10
 SMOKE_DURATION_S = 1
 WARMUP_S = 1
 DEFAULT_RETRIES = 2
-GROUPS = ("ingest", *delivery.SCENARIOS, workers.GROUP, footprint.GROUP)
+# pairs after the delivery groups, not right after ingest: payload_64k's AOF is still
+# being written back to disk for a while (benchmarks/ingest.py), which would slow the
+# group's first run more than the others.
+GROUPS = ("ingest", *delivery.SCENARIOS, pairs.GROUP, workers.GROUP, footprint.GROUP)
 GroupMeasure = Callable[[Bench], dict[str, Any]]  # a group measured on the run's Bench
 IDLE_CHECK_S = 1.0  # how long the machine is watched before the run
 BUSY_WARNING = 0.1  # above this share of the CPUs busy before the run: a warning
@@ -169,6 +177,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         f" smoke {delivery.SMOKE_EVENTS:,})",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"pairs: interleaved rounds of gateway, bare_admit and bare (default"
+        f" {pairs.DEFAULT_ROUNDS}, smoke {pairs.SMOKE_ROUNDS})",
+    )
+    parser.add_argument(
         "--pairs",
         type=int,
         help=f"workers: interleaved runs of 1 and 2 workers (default {workers.DEFAULT_PAIRS},"
@@ -204,18 +218,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.events = delivery.SMOKE_EVENTS if args.smoke else delivery.DEFAULT_EVENTS
     if args.events < 1:
         parser.error("--events must be at least 1")
+    if args.rounds is None:
+        args.rounds = pairs.SMOKE_ROUNDS if args.smoke else pairs.DEFAULT_ROUNDS
     if args.pairs is None:
         args.pairs = workers.SMOKE_PAIRS if args.smoke else workers.DEFAULT_PAIRS
     if args.footprint_events is None:
         args.footprint_events = footprint.SMOKE_EVENTS if args.smoke else footprint.DEFAULT_EVENTS
-    if args.pairs < 1 or args.footprint_events < 1:
-        parser.error("--pairs and --footprint-events must be at least 1")
+    if min(args.rounds, args.pairs, args.footprint_events) < 1:
+        parser.error("--rounds, --pairs and --footprint-events must be at least 1")
     return args
 
 
 def required_tools(groups: Sequence[str]) -> list[str]:
     """redis-server always; wrk for the groups that drive the gateway with it."""
-    needs_wrk = any(group in groups for group in ("ingest", "e2e", workers.GROUP, footprint.GROUP))
+    wrk_groups = ("ingest", "e2e", pairs.GROUP, workers.GROUP, footprint.GROUP)
+    needs_wrk = any(group in groups for group in wrk_groups)
     return ["wrk", "redis-server"] if needs_wrk else ["redis-server"]
 
 
@@ -239,7 +256,9 @@ def _delivery_plan(args: argparse.Namespace) -> DeliveryPlan | None:
 
 def _group_measures(args: argparse.Namespace) -> dict[str, GroupMeasure]:
     plan = FootprintPlan.of_run(args.footprint_events, smoke=args.smoke)
+    # In this order after the delivery groups (see GROUPS).
     measures: dict[str, GroupMeasure] = {
+        pairs.GROUP: lambda bench: pairs.measure_pairs(bench, args.rounds),
         workers.GROUP: lambda bench: workers.measure_workers(bench, args.pairs),
         footprint.GROUP: lambda bench: footprint.measure_in_run(bench, plan),
     }
@@ -274,8 +293,8 @@ def measure_all(
     retries: int = 0,
     measures: Mapping[str, GroupMeasure] | None = None,
 ) -> tuple[list[SystemOutcome], list[DeliveryOutcome], dict[str, dict[str, Any]]]:
-    """Every group in turn; `measures`: the later groups (workers, footprint), whose
-    JSON comes back by group name."""
+    """Every group in turn; `measures`: the later groups (pairs, workers, footprint),
+    whose JSON comes back by group name."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Children(Path(tmp)) as children:
         workdir = Path(tmp)
         store_url = start_redis(children, pinning, workdir)
@@ -303,6 +322,7 @@ def _run_facts(
         "systems": [system.name for system in args.systems] if "ingest" in args.scenarios else [],
         "scenarios": list(args.scenarios),
         "events": args.events,
+        "rounds": args.rounds,
         "pairs": args.pairs,
         "footprint_events": args.footprint_events,
         **code_version(),

@@ -1,0 +1,149 @@
+"""The gateway against bare_admit and bare in interleaved rounds: the `pairs` group.
+
+The ingest group measures each system once, one after another, minutes apart; on a
+machine whose speed drifts (a shared virtual machine), the ratio of the gateway's req/s to
+bare_admit's moved from 0.70x to 0.94x between runs of the same code. So this group
+measures the three systems of the two ingest ratio targets (benchmarks/systems.py:
+gateway, bare_admit, bare) close together, `rounds` times: round 1 in the order gateway,
+bare_admit, bare; round 2 in the reverse order, and so on, so that a drift over the group
+falls on all three alike, and no system always runs first or always after the same one.
+The targets take the median of the per-round ratios (benchmarks/pairs_report.py).
+
+Each run: a fresh start of the system exactly as the ingest group starts it (the run's
+Redis, emptied; the server on the server CPU, wrk and Redis on the load CPUs), the run's
+warm-up (none in a smoke run), then one measurement of the ingest `throughput` scenario
+(fresh keys, 1 KiB bodies, 64 connections) with ingest's own `measure_scenario`: measured
+again while processes outside the run took CPU, up to the run's --retries. A run that
+fails is recorded as failed; the group goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from benchmarks.bench import Bench, flush_store, prepare_system, run_wrk, start_launch
+from benchmarks.children import ChildFailed
+from benchmarks.ingest import measure_scenario
+from benchmarks.machine import Pinning
+from benchmarks.outcomes import THROUGHPUT, Scenario, ScenarioOutcome, scenario_json
+from benchmarks.pairs_report import interleaved_rounds, pairs_summary, round_order
+from benchmarks.systems import System, SystemSetupError, select
+
+GROUP = "pairs"
+DEFAULT_ROUNDS = 3
+SMOKE_ROUNDS = 1
+
+
+@dataclass(slots=True)
+class PairsRun:
+    """One start of one system, under one throughput load."""
+
+    system: System
+    round: int
+    argv: list[str] = dataclasses.field(default_factory=list)
+    ready_s: float | None = None  # exec to its ready URL answering 200
+    load: ScenarioOutcome | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:  # its children's names, and its workdir's: unique in the run
+        return f"{GROUP}-{self.system.name}-r{self.round}"
+
+    def flags(self) -> list[str]:
+        if self.error:
+            return [f"failed: {self.error}"]
+        return self.load.flags() if self.load else ["not measured"]
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and self.load is not None and self.load.usable
+
+
+def measure_pairs(bench: Bench, rounds: int) -> dict[str, Any]:
+    """The group's report section as JSON (see benchmarks.pairs_report)."""
+    print(f"\n== pairs: gateway, bare_admit, bare in {interleaved_rounds(rounds)}", flush=True)
+    scenario = next(s for s in bench.scenarios if s.name == THROUGHPUT)
+    runs: list[PairsRun] = []
+    for round_ in range(1, rounds + 1):
+        for system in select(",".join(round_order(round_))):
+            runs.append(_guarded(bench, scenario, PairsRun(system, round_)))
+    return _as_json(bench, scenario, rounds, runs)
+
+
+def _pinning_note(pinning: Pinning) -> str:
+    if not pinning.pinned:
+        return f"As in the ingest group, {pinning.note}."
+    return f"Pinned as in the ingest group: {pinning.note}."
+
+
+def _guarded(bench: Bench, scenario: Scenario, run: PairsRun) -> PairsRun:
+    """One run; a failure is recorded on it, never ends the group."""
+    try:
+        _measure_run(bench, scenario, run)
+    except (ChildFailed, SystemSetupError, redis.RedisError, OSError) as exc:
+        run.error = str(exc)
+    print(f"   {run.system.name} (round {run.round}): {_summary(run)}", flush=True)
+    return run
+
+
+def _measure_run(bench: Bench, scenario: Scenario, run: PairsRun) -> None:
+    flush_store(bench.store_url)  # the previous run's events must not slow this one
+    label = run.label
+    launch = prepare_system(bench, run.system, label)
+    server = start_launch(bench, launch, label)
+    run.argv, run.ready_s = list(server.argv), server.ready_s
+    try:
+        if bench.warmup_s:
+            run_wrk(bench, f"{label}-warmup", scenario, launch.target_url, bench.warmup_s)
+        run.load = measure_scenario(bench, label, server, launch.target_url, scenario, None)
+        if server.returncode is not None:
+            run.error = f"exited with code {server.returncode} during the run\n{server.log_tail()}"
+    finally:
+        bench.children.stop(server)
+
+
+def _as_json(bench: Bench, scenario: Scenario, rounds: int, runs: list[PairsRun]) -> dict[str, Any]:
+    measured = [_run_json(run) for run in runs]
+    env = " ".join(f"{k}={v}" for k, v in scenario.wrk_env(None).items())
+    wrk = f"{env} wrk -t{scenario.threads} -c{scenario.connections} -d{bench.duration_s}s"
+    return {
+        "rounds": rounds,
+        "orders": [list(round_order(n)) for n in range(1, rounds + 1)],
+        "duration_s": bench.duration_s,
+        "warmup_s": bench.warmup_s,
+        "retries": bench.retries,
+        "pinning": _pinning_note(bench.pinning),
+        "wrk": f"{wrk} --latency -s benchmarks/wrk/{scenario.script}".strip(),
+        "usable": bool(runs) and all(run.usable for run in runs),
+        "flags": [f"{r.system.name} round {r.round}: {f}" for r in runs for f in r.flags()],
+        "error": None,
+        "summary": pairs_summary(measured),
+        "runs": measured,
+    }
+
+
+def _run_json(run: PairsRun) -> dict[str, Any]:
+    measured = scenario_json(run.load) if run.load else {}
+    return {
+        "system": run.system.name,
+        "round": run.round,
+        "argv": run.argv,
+        "ready_s": None if run.ready_s is None else round(run.ready_s, 3),
+        "usable": run.usable,  # a run whose server exited may still have wrk's req/s
+        **measured,
+        "error": run.error or measured.get("error"),
+        "flags": run.flags(),
+    }
+
+
+def _summary(run: PairsRun) -> str:
+    result = run.load.result if run.load else None
+    if run.error or result is None:
+        return "FAILED: " + "; ".join(run.flags())
+    line = f"{result.rps:,.0f} req/s, p50 {result.p50_us:,.0f} µs, p99 {result.p99_us:,.0f} µs"
+    flags = run.flags()
+    return line + (f"  ⚠ {'; '.join(flags)}" if flags else "")
