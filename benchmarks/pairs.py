@@ -19,19 +19,17 @@ fails is recorded as failed; the group goes on.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from benchmarks.bench import Bench, flush_store, prepare_system, run_wrk, start_launch
-from benchmarks.children import ChildFailed
+from benchmarks.group_run import GroupRun, guarded
 from benchmarks.ingest import measure_scenario
 from benchmarks.machine import Pinning
-from benchmarks.outcomes import THROUGHPUT, Scenario, ScenarioOutcome, scenario_json
+from benchmarks.outcomes import THROUGHPUT, Scenario, scenario_json
 from benchmarks.pairs_report import interleaved_rounds, pairs_summary, round_order
-from benchmarks.systems import System, SystemSetupError, select
+from benchmarks.systems import System, select
+from benchmarks.wrkout import WrkResult
 
 GROUP = "pairs"
 DEFAULT_ROUNDS = 3
@@ -39,28 +37,15 @@ SMOKE_ROUNDS = 1
 
 
 @dataclass(slots=True)
-class PairsRun:
+class PairsRun(GroupRun):
     """One start of one system, under one throughput load."""
 
     system: System
     round: int
-    argv: list[str] = dataclasses.field(default_factory=list)
-    ready_s: float | None = None  # exec to its ready URL answering 200
-    load: ScenarioOutcome | None = None
-    error: str | None = None
 
     @property
     def label(self) -> str:  # its children's names, and its workdir's: unique in the run
         return f"{GROUP}-{self.system.name}-r{self.round}"
-
-    def flags(self) -> list[str]:
-        if self.error:
-            return [f"failed: {self.error}"]
-        return self.load.flags() if self.load else ["not measured"]
-
-    @property
-    def usable(self) -> bool:
-        return self.error is None and self.load is not None and self.load.usable
 
 
 def measure_pairs(bench: Bench, rounds: int) -> dict[str, Any]:
@@ -81,11 +66,7 @@ def _pinning_note(pinning: Pinning) -> str:
 
 
 def _guarded(bench: Bench, scenario: Scenario, run: PairsRun) -> PairsRun:
-    """One run; a failure is recorded on it, never ends the group."""
-    try:
-        _measure_run(bench, scenario, run)
-    except (ChildFailed, SystemSetupError, redis.RedisError, OSError) as exc:
-        run.error = str(exc)
+    guarded(run, lambda r: _measure_run(bench, scenario, r))
     print(f"   {run.system.name} (round {run.round}): {_summary(run)}", flush=True)
     return run
 
@@ -141,9 +122,7 @@ def _run_json(run: PairsRun) -> dict[str, Any]:
 
 
 def _summary(run: PairsRun) -> str:
-    result = run.load.result if run.load else None
-    if run.error or result is None:
-        return "FAILED: " + "; ".join(run.flags())
-    line = f"{result.rps:,.0f} req/s, p50 {result.p50_us:,.0f} µs, p99 {result.p99_us:,.0f} µs"
-    flags = run.flags()
-    return line + (f"  ⚠ {'; '.join(flags)}" if flags else "")
+    def measured(r: WrkResult) -> str:
+        return f"{r.rps:,.0f} req/s, p50 {r.p50_us:,.0f} µs, p99 {r.p99_us:,.0f} µs"
+
+    return run.summary(measured)

@@ -24,8 +24,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from benchmarks.bench import (
     Bench,
     flush_store,
@@ -35,10 +33,12 @@ from benchmarks.bench import (
     start_launch,
 )
 from benchmarks.children import Child, ChildFailed
+from benchmarks.group_run import GroupRun, guarded
 from benchmarks.machine import CpuWatch, Pinning, process_tree, tree_cpu_seconds
-from benchmarks.outcomes import THROUGHPUT, Scenario, ScenarioOutcome, scenario_json
+from benchmarks.outcomes import THROUGHPUT, Scenario, scenario_json
 from benchmarks.process_report import workers_summary
-from benchmarks.systems import SystemSetupError, select
+from benchmarks.systems import select
+from benchmarks.wrkout import WrkResult
 
 GROUP = "workers"
 SETTINGS = (1, 2)  # GATEWAY_WORKERS, in the order each pair runs them
@@ -48,31 +48,19 @@ GATEWAY = select("gateway")[0]  # the ingest gateway: forwarder off
 
 
 @dataclass(slots=True)
-class WorkersRun:
-    """One gateway start with `workers` processes, under one wrk load."""
+class WorkersRun(GroupRun):
+    """One gateway start with `workers` processes, under one wrk load (ready_s: every
+    worker ready)."""
 
     workers: int
     pair: int
-    argv: list[str] = dataclasses.field(default_factory=list)
-    ready_s: float | None = None  # exec to /readyz 200 (every worker ready)
-    load: ScenarioOutcome | None = None
     cores: float | None = None  # the gateway's processes together, over the load
     processes: int | None = None  # how many there were when the load ended
     cpu_us_per_request: float | None = None
-    error: str | None = None
 
     @property
     def label(self) -> str:  # its children's names, and its workdir's
         return f"{GROUP}-{self.workers}-pair{self.pair}"
-
-    def flags(self) -> list[str]:
-        if self.error:
-            return [f"failed: {self.error}"]
-        return self.load.flags() if self.load else ["not measured"]
-
-    @property
-    def usable(self) -> bool:
-        return self.error is None and self.load is not None and self.load.usable
 
 
 def measure_workers(bench: Bench, pairs: int) -> dict[str, Any]:
@@ -106,11 +94,7 @@ def _pinning_note(pinning: Pinning) -> str:
 
 
 def _guarded(bench: Bench, scenario: Scenario, run: WorkersRun) -> WorkersRun:
-    """One run; a failure is recorded on it, never ends the group."""
-    try:
-        _measure_run(bench, scenario, run)
-    except (ChildFailed, SystemSetupError, redis.RedisError, OSError) as exc:
-        run.error = str(exc)
+    guarded(run, lambda r: _measure_run(bench, scenario, r))
     print(f"   workers: {run.workers} (pair {run.pair}): {_summary(run)}", flush=True)
     return run
 
@@ -189,10 +173,8 @@ def _run_json(run: WorkersRun) -> dict[str, Any]:
 
 
 def _summary(run: WorkersRun) -> str:
-    result = run.load.result if run.load else None
-    if run.error or result is None:
-        return "FAILED: " + "; ".join(run.flags())
-    line = f"{result.rps:,.0f} req/s, gateway {run.cores or 0:.2f} cores"
-    line += f", {run.cpu_us_per_request or 0:.1f} µs CPU per request"
-    flags = run.flags()
-    return line + (f"  ⚠ {'; '.join(flags)}" if flags else "")
+    def measured(result: WrkResult) -> str:
+        line = f"{result.rps:,.0f} req/s, gateway {run.cores or 0:.2f} cores"
+        return line + f", {run.cpu_us_per_request or 0:.1f} µs CPU per request"
+
+    return run.summary(measured)
