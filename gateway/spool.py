@@ -10,14 +10,17 @@ to that spool:
     redis     admits go to Redis; the spool is empty
     spool     Redis is unavailable: admits go to the spool, a forwarder
               delivers from it (deduplicated against the spool's own keys),
-              and Redis is probed until it answers
+              and Redis is probed until it takes an admit (the admit script
+              with no event: a Redis that answers PING but refuses writes is
+              still unavailable)
     draining  Redis answers again: the spool's forwarder is stopped, then
               the spool moves into Redis in batches, each batch one admit
               call per partition (mark and enqueue, the same Lua script),
               then deleted from the spool. Admits still go to the spool, so
               no key can be admitted in Redis while the spool holds it.
               Once a batch comes back short, admits go to Redis again and
-              the last batches follow.
+              the last batches follow. A shutdown lets a drain under way
+              finish (within the stop grace): the spool may be on an emptyDir.
 
 The drain is idempotent: a spooled event keeps the token of its request, so
 moving it again after a crash finds its own marker in Redis and enqueues
@@ -58,8 +61,11 @@ log = structlog.get_logger("gateway.spool")
 T = TypeVar("T")
 
 DRAIN_BATCH = 500  # spooled events moved into Redis per step
-_PROBE_INTERVAL = 0.5  # seconds between pings of an unavailable Redis
+_PROBE_INTERVAL = 0.5  # seconds between probes of an unavailable Redis
 _PROBE_TIMEOUT = 1.0
+# A drain step's events go to Redis in calls of at most this many body bytes: 500
+# events of 1 MiB in one call would outlast the link's socket timeout every time.
+DRAIN_CALL_BYTES = 4 << 20
 _RETRY_DRAIN = 5.0  # seconds before a drain the spool's own file refused is tried again
 
 # The dedup key of a queue row, as ingest builds it; indexed for the drain.
@@ -122,6 +128,7 @@ class SpoolingStore:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._drain_pending = False  # the spool's file refused the last drain
+        self._draining = False  # a drain is under way (stop() lets it finish)
 
     # -- the Store contract, for the admit batcher ---------------------------
 
@@ -204,10 +211,16 @@ class SpoolingStore:
 
     async def stop(self) -> None:
         """Stop supervising, then stop the spool's forwarder (deliveries in
-        flight get the grace; the rest stays in the spool for the next run)."""
+        flight get the grace; the rest stays in the spool for the next run).
+        A drain under way first gets the grace to finish: the spool may live on
+        an emptyDir that goes with the pod."""
         self._stopping = True  # a cancellation can be absorbed inside redis-py
         self._redis_failed.set()
         if self._supervisor is not None:
+            if self._draining:
+                await asyncio.wait([self._supervisor], timeout=self._grace)
+                if self._draining:
+                    log.warning("spool_drain_cut_by_shutdown", spool=self.spool.path)
             self._supervisor.cancel()
             await asyncio.wait([self._supervisor], timeout=_PROBE_TIMEOUT * 2)
         await self._stop_delivery()
@@ -220,17 +233,21 @@ class SpoolingStore:
             except Exception:  # a bug here must not leave the gateway spooling for good
                 log.exception("spool_supervisor_failed")
                 # Nor leave events in the spool: a drain cut after it switched to
-                # redis mode would otherwise wait for Redis' next failure.
+                # redis mode would otherwise wait for Redis' next failure; one that
+                # fails while draining goes back to spooling, whose forwarder
+                # delivers, instead of draining (and failing) for good.
                 self._drain_pending = True
+                if self.mode is Mode.DRAINING:
+                    self._set_mode(Mode.SPOOL)
                 await asyncio.sleep(_RETRY_DRAIN)
 
     async def _choose_first_mode(self) -> None:
+        # Admits run meanwhile, in redis mode: one that failed over set spool mode,
+        # and its event may be in the spool already; that choice stands.
         if not await self._redis_answers():
             self._fail_over(StoreUnavailable("unreachable at start"))
-        elif await self._holds_events():
+        elif await self._holds_events() and self.mode is Mode.REDIS:
             self._set_mode(Mode.DRAINING)
-        else:
-            self._set_mode(Mode.REDIS)
 
     async def _step(self) -> None:
         if self.mode is Mode.SPOOL:
@@ -276,6 +293,7 @@ class SpoolingStore:
     # -- spool mode -----------------------------------------------------------
 
     async def _spool_until_redis_answers(self) -> None:
+        await self._stop_delivery()  # one left by a step that failed: never two
         self._delivery = self._make_delivery(self.spool)
         if self._delivery is not None:
             self._delivery.start()
@@ -287,20 +305,32 @@ class SpoolingStore:
         await self._stop_delivery()
 
     async def _redis_answers(self) -> bool:
+        """Whether Redis takes admits: the admit script itself, with no event.
+        A Redis that answers PING but refuses writes (out of memory under
+        noeviction, a read-only replica, WAIT short of replicas) would
+        otherwise send the spool into a cycle of failed drains."""
         try:
             async with asyncio.timeout(_PROBE_TIMEOUT):
-                return await self.redis.ping()
-        except TimeoutError:
+                await self.redis.admit(0, [])
+        except (StoreUnavailable, TimeoutError):
             return False
+        return True
 
     # -- draining -------------------------------------------------------------
 
     async def _drain(self) -> None:
         """Move the spool into Redis until it is empty (see the module docstring)."""
+        self._draining = True
+        try:
+            await self._drain_steps()
+        finally:
+            self._draining = False
+
+    async def _drain_steps(self) -> None:
         started, moved = time.monotonic(), 0
         await self._on_spool("drain", lambda db: db.execute(_DRAIN_INDEX))  # once per drain
         log.info("spool_drain_started", depth=await self._report_depth())
-        while self.mode is not Mode.SPOOL and not self._stopping:
+        while self.mode is not Mode.SPOOL:  # a shutdown waits for it: see stop()
             step = await self._on_spool("drain", _read_step)
             if step.admissions:
                 await self._admit_into_redis(step.admissions)
@@ -321,9 +351,10 @@ class SpoolingStore:
         for admission in admissions:
             by_partition[self.redis.partition(admission.dedup_key)].append(admission)
         for partition, batch in by_partition.items():
-            # Any outcome will do: accepted (enqueued now, or by this very
-            # request before), or a duplicate that Redis already holds.
-            await self.redis.admit(partition, batch)
+            for call in _by_size(batch, DRAIN_CALL_BYTES):
+                # Any outcome will do: accepted (enqueued now, or by this very
+                # request before), or a duplicate that Redis already holds.
+                await self.redis.admit(partition, call)
 
     async def _on_spool(self, op: str, body: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -354,6 +385,20 @@ class SpoolingStore:
             return None
         self._metrics.spool_depth.set(depth)
         return depth
+
+
+def _by_size(batch: list[Admission], most: int) -> list[list[Admission]]:
+    """`batch` in order, cut into calls of at most `most` body bytes (one event each
+    at least)."""
+    calls: list[list[Admission]] = [[]]
+    size = 0
+    for admission in batch:
+        if calls[-1] and size + len(admission.body) > most:
+            calls.append([])
+            size = 0
+        calls[-1].append(admission)
+        size += len(admission.body)
+    return calls
 
 
 def _read_step(db: sqlite3.Connection) -> _Step:

@@ -40,6 +40,14 @@ def replica(primary: RedisServer) -> Iterator[RedisServer]:
     # on a loaded 2-CPU machine that held its first REPLCONF ACK past a 200 ms WAIT
     # (the first admit got 503 in about one run of three). Wait until it is done.
     wait_until(lambda: _aof_idle(client), what="the replica's AOF rewrite after its sync")
+    # That check can come before the rewrite is even scheduled (the first admit still
+    # got 503 in 2 of 6 runs): also wait until a write reaches it within the
+    # gateway's wait_timeout, then that the rewrite, if one began, is done.
+    writer = redis.Redis(port=primary.port)
+    wait_until(lambda: _acked_in_time(writer), what="the replica acking a write in 200 ms")
+    wait_until(lambda: _aof_idle(client), what="the replica's AOF rewrite after its sync")
+    writer.delete("replica-probe")
+    writer.close()
     yield server
     client.close()
     if server.proc is not None:
@@ -56,6 +64,11 @@ def start(primary: RedisServer, tmp_path: Path, spool: bool) -> GatewayProcess:
     }
     config = config_variant(tmp_path, changes)
     return GatewayProcess({"STORE_URL": primary.url}, config=config).start()
+
+
+def _acked_in_time(writer: redis.Redis) -> bool:
+    writer.set("replica-probe", "1")
+    return int(writer.wait(1, 200)) >= 1
 
 
 def _aof_idle(client: redis.Redis) -> bool:

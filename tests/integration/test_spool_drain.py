@@ -15,9 +15,10 @@ import redis
 
 from gateway import spool
 from gateway.config import SpoolConfig
+from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome, body_digest
-from gateway.spool import Mode, SpoolingStore, _read_step
+from gateway.spool import Delivery, Mode, SpoolingStore, _by_size, _read_step
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.processes import RedisServer
@@ -34,15 +35,20 @@ def admission(key: str, token: str, targets: tuple[str, ...] = ("app",)) -> Admi
     return Admission(f"src:e:{key}", token, "src", "e", key, body, body_digest(body), targets)
 
 
-def run(server: RedisServer, path: Path, scenario: Callable[[SpoolingStore], Awaitable[T]]) -> T:
+def run(
+    server: RedisServer,
+    path: Path,
+    scenario: Callable[[SpoolingStore], Awaitable[T]],
+    delivery: Callable[[SqliteStore], Delivery | None] = lambda _: None,
+) -> T:
     async def main() -> T:
         spooling = SpoolingStore(
             RedisStore(store_config(server.url)),
             SqliteStore(store_config(""), path=str(path)),
-            SpoolConfig(enabled=True, max_size=1 << 20, wait_for_redis=0.5),
+            SpoolConfig(enabled=True, max_size=64 << 20, wait_for_redis=0.5),
             Metrics(),
-            lambda _: None,
-            stop_grace=1.0,
+            delivery,
+            stop_grace=5.0,
         )
         try:
             return await scenario(spooling)
@@ -214,3 +220,188 @@ def test_a_drain_that_fails_after_switching_to_redis_is_tried_again(
     run(redis_server, path, scenario)
     assert queued_keys(redis_db) == [b"kept"]
     assert spool_counts(path) == (0, 0)
+
+
+def test_an_admit_that_fails_over_while_the_first_mode_is_chosen_is_not_overruled(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At start the supervisor asks the spool whether it holds events; an admit
+    that fails over meanwhile puts its event there after the answer "no". Redis
+    mode must not be chosen over that: nothing would drain the event."""
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        real_holds, real_drain = spooling._holds_events, spooling._drain
+        drained = asyncio.Event()
+
+        async def holds_then_fail_over() -> bool:
+            found = await real_holds()
+            spooling._fail_over(StoreUnavailable("an admit timed out"))
+            await spooling.spool.admit(0, [admission("meanwhile", "t1")])
+            return found
+
+        async def drain() -> None:
+            await real_drain()
+            drained.set()
+
+        monkeypatch.setattr(spooling, "_holds_events", holds_then_fail_over)
+        monkeypatch.setattr(spooling, "_drain", drain)
+        spooling.start()
+        try:
+            async with asyncio.timeout(10):
+                await drained.wait()
+        finally:
+            await spooling.stop()
+
+    run(redis_server, path, scenario)
+    assert queued_keys(redis_db) == [b"meanwhile"]
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_redis_that_answers_ping_but_refuses_writes_keeps_the_spool_spooling(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of memory under noeviction, PING still answers while the admit script
+    is refused: the probe is the script itself, so no drain starts (and fails,
+    and stops the spool's forwarder) until Redis takes writes again."""
+    path = tmp_path / "spool.db"
+    monkeypatch.setattr(spool, "_PROBE_INTERVAL", 0.01)
+
+    async def scenario(spooling: SpoolingStore) -> int:
+        await spooling.spool.admit(0, [admission("oom", "t1")])
+        probes, drains = 0, 0
+        probed, drained = asyncio.Event(), asyncio.Event()
+        real_probe, real_drain = spooling._redis_answers, spooling._drain
+
+        async def probe() -> bool:
+            nonlocal probes
+            answer = await real_probe()
+            probes += 1
+            if probes == 5:
+                probed.set()
+            return answer
+
+        async def drain() -> None:
+            nonlocal drains
+            drains += 1
+            await real_drain()
+            if spooling.mode is Mode.REDIS:
+                drained.set()
+
+        monkeypatch.setattr(spooling, "_redis_answers", probe)
+        monkeypatch.setattr(spooling, "_drain", drain)
+        redis_db.config_set("maxmemory", 1)
+        try:
+            spooling.start()
+            async with asyncio.timeout(10):
+                await probed.wait()
+            assert spooling.mode is Mode.SPOOL
+            refused_drains = drains
+        finally:
+            redis_db.config_set("maxmemory", 0)
+        try:
+            async with asyncio.timeout(10):
+                await drained.wait()
+        finally:
+            await spooling.stop()
+        return refused_drains
+
+    assert run(redis_server, path, scenario) == 0
+    assert queued_keys(redis_db) == [b"oom"]
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_shutdown_during_a_drain_lets_it_finish(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spool may live on an emptyDir that goes with the pod: a drain under
+    way at SIGTERM gets the grace to move everything into Redis."""
+    path = tmp_path / "spool.db"
+    count = 1600  # four steps of DRAIN_BATCH
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission(f"s{i}", f"t{i}") for i in range(count)])
+        started = asyncio.Event()
+        real_admit = spooling._admit_into_redis
+
+        async def admit_into_redis(admissions: list[Admission]) -> None:
+            started.set()
+            await real_admit(admissions)
+
+        monkeypatch.setattr(spooling, "_admit_into_redis", admit_into_redis)
+        spooling.start()
+        async with asyncio.timeout(10):
+            await started.wait()
+        await spooling.stop()
+
+    run(redis_server, path, scenario)
+    assert len(queued_keys(redis_db)) == count
+    assert spool_counts(path) == (0, 0)
+
+
+class RecordedDelivery:
+    """The spool's forwarder, as the supervisor sees it: started, then stopped."""
+
+    def __init__(self, made: list[RecordedDelivery], on_start: asyncio.Event) -> None:
+        self.running = False
+        self._on_start = on_start
+        made.append(self)
+
+    def start(self) -> None:
+        self.running = True
+        self._on_start.set()
+
+    async def stop(self, grace: float) -> None:
+        self.running = False
+
+
+def test_a_drain_that_keeps_failing_goes_back_to_spooling_and_its_forwarder_delivers(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug that fails every drain (a row the drain cannot read) must not leave the
+    gateway draining for good, its spool's forwarder stopped: it spools again."""
+    path = tmp_path / "spool.db"
+    monkeypatch.setattr(spool, "_RETRY_DRAIN", 0.05)
+    made: list[RecordedDelivery] = []
+    started = asyncio.Event()
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission("stuck", "t1")])
+
+        async def failing_drain() -> None:
+            raise RuntimeError("a row the drain cannot read")
+
+        monkeypatch.setattr(spooling, "_drain", failing_drain)
+        spooling.start()
+        try:
+            async with asyncio.timeout(10):
+                await started.wait()  # made and started in spool mode only
+        finally:
+            await spooling.stop()
+
+    run(redis_server, path, scenario, lambda _: RecordedDelivery(made, started))
+    assert made
+    assert not any(d.running for d in made)  # each one stopped again
+
+
+def test_a_drain_step_goes_to_redis_in_calls_of_bounded_size() -> None:
+    sizes = [3, 3, 1, 9, 2, 2]
+    batch = [
+        Admission(f"k{i}", "t", "s", "e", f"k{i}", b"x" * n, "d", ("app",))
+        for i, n in enumerate(sizes)
+    ]
+    calls = _by_size(batch, 6)
+    assert [[len(a.body) for a in call] for call in calls] == [[3, 3], [1], [9], [2, 2]]
+    assert [a for call in calls for a in call] == batch
