@@ -30,6 +30,12 @@ delivered are enqueued with a fresh attempt count. A key that Redis already
 holds under another token (a replica admitted it meanwhile) is dropped from
 the spool: that replica delivers it.
 
+The spool's dead letters (events its forwarder gave up on) move at the end of
+each drain into the targets' dead-letter streams in Redis, with their failure
+bookkeeping, so `gateway dead-letters` lists and replays them as any other.
+A drain cut between the move and the delete leaves a dead letter twice, never
+none.
+
 Where a duplicate can still come from: an admit that timed out in Redis may
 have been run by Redis anyway; the spool then holds it too, and if the
 spool's forwarder delivers it before the drain, Redis delivers it again.
@@ -342,6 +348,8 @@ class SpoolingStore:
                 self._set_mode(Mode.REDIS)  # the rest follows in the next steps
             elif read == 0 and self.mode is Mode.REDIS:
                 break
+        if self.mode is Mode.REDIS:
+            await self._move_dead_letters()
         await self._report_depth()
         seconds = round(time.monotonic() - started, 3)
         log.info("spool_drained", events=moved, seconds=seconds, mode=self.mode.value)
@@ -356,6 +364,25 @@ class SpoolingStore:
                 # request before), or a duplicate that Redis already holds.
                 await self.redis.admit(partition, call)
 
+    async def _move_dead_letters(self) -> None:
+        """The spool's dead letters into Redis' dead-letter streams, a step at a time:
+        added there first, then deleted here (a cut leaves a copy in both)."""
+        while rows := await self._on_spool("drain", _read_dead):
+            for (partition, target), letters in self._dead_by_stream(rows).items():
+                await self.redis.add_dead_letters(partition, target, letters)
+            await self._on_spool("drain", partial(_forget_dead, ids=[row[0] for row in rows]))
+            log.info("spool_dead_letters_moved", count=len(rows))
+
+    def _dead_by_stream(
+        self, rows: list[Any]
+    ) -> dict[tuple[int, str], list[list[tuple[str, bytes | str]]]]:
+        """Dead letters by (partition, target): the stream each goes to in Redis."""
+        by_stream: dict[tuple[int, str], list[list[tuple[str, bytes | str]]]] = defaultdict(list)
+        for row in rows:
+            partition = self.redis.partition(f"{row[2]}:{row[3]}:{row[4]}")  # its dedup key
+            by_stream[(partition, row[1])].append(_dead_fields(row))
+        return by_stream
+
     async def _on_spool(self, op: str, body: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return await self.spool.transact(op, body)
@@ -367,7 +394,10 @@ class SpoolingStore:
         An unreadable spool counts as holding some: the drain then retries."""
 
         def any_row(db: sqlite3.Connection) -> bool:
-            query = "SELECT EXISTS (SELECT 1 FROM queue) OR EXISTS (SELECT 1 FROM markers)"
+            query = (
+                "SELECT EXISTS (SELECT 1 FROM queue) OR EXISTS (SELECT 1 FROM markers)"
+                " OR EXISTS (SELECT 1 FROM dead)"
+            )
             return bool(db.execute(query).fetchone()[0])
 
         try:
@@ -385,6 +415,36 @@ class SpoolingStore:
             return None
         self._metrics.spool_depth.set(depth)
         return depth
+
+
+def _read_dead(db: sqlite3.Connection) -> list[Any]:
+    query = (
+        "SELECT id, target, source, type, key, body, since_ms, attempts, status, error,"
+        " failed_at_ms, queued_id FROM dead ORDER BY id LIMIT ?"
+    )
+    return list(db.execute(query, (DRAIN_BATCH,)).fetchall())
+
+
+def _forget_dead(db: sqlite3.Connection, ids: list[int]) -> None:
+    db.executemany("DELETE FROM dead WHERE id = ?", [(i,) for i in ids])
+
+
+def _dead_fields(row: Sequence[Any]) -> list[tuple[str, bytes | str]]:
+    """A spool dead letter as lua.DEAD_LETTER writes one in Redis; its queued_id says
+    it came from the spool (the spool's row id, not a stream id)."""
+    _, _, source, event_type, key, body, since, attempts, status, error, failed, queued = row
+    return [
+        ("source", source),
+        ("type", event_type),
+        ("key", key),
+        ("body", bytes(body)),
+        ("since", str(since)),
+        ("attempts", str(attempts)),
+        ("status", str(status)),
+        ("error", error),
+        ("failed_at", str(failed)),
+        ("queued_id", f"spool:{queued}"),
+    ]
 
 
 def _by_size(batch: list[Admission], most: int) -> list[list[Admission]]:

@@ -303,6 +303,17 @@ class RedisStore:
 
     # -- dead letters -------------------------------------------------------------
 
+    async def add_dead_letters(
+        self, partition: int, target: str, letters: Sequence[Sequence[tuple[str, bytes | str]]]
+    ) -> None:
+        """Append dead letters made elsewhere (the spool's) to a target's dead-letter
+        stream, each as its (field, value) pairs: the fields DEAD_LETTER writes."""
+        key = self.keys.dead(partition, target)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fields in letters:
+                pipe.xadd(key, dict(fields))
+            await self._call(pipe.execute(), "dead_letters")
+
     async def dead_letter_range(
         self, partition: int, target: str, start: str, end: str, count: int
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -405,3 +405,32 @@ def test_a_drain_step_goes_to_redis_in_calls_of_bounded_size() -> None:
     calls = _by_size(batch, 6)
     assert [[len(a.body) for a in call] for call in calls] == [[3, 3], [1], [9], [2, 2]]
     assert [a for call in calls for a in call] == batch
+
+
+def test_the_spools_dead_letters_move_into_redis_and_replay_from_there(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    """Events the spool's forwarder gave up on (the app refused them during the
+    outage) must not stay in a file that goes with the pod, unlisted."""
+    path = tmp_path / "spool.db"
+    dead_stream = "{gw:0}:dead:app"
+
+    async def scenario(spooling: SpoolingStore) -> tuple[dict[bytes, bytes], str]:
+        await spooling.spool.admit(0, [admission("refused", "t1"), admission("fine", "t2")])
+        (entry,) = await spooling.spool.claim(0, "app", "c", 1, 0)
+        await spooling.spool.dead_letter(entry, "app", 422, "the app refused it", 1_000)
+        await drain(spooling)
+        ((dead_id, fields),) = redis_db.xrange(dead_stream)
+        outcome, _ = await spooling.redis.replay_dead_letter(0, "app", dead_id.decode())
+        return fields, outcome
+
+    fields, outcome = run(redis_server, path, scenario)
+    assert fields[b"key"] == b"refused"
+    assert (fields[b"status"], fields[b"error"]) == (b"422", b"the app refused it")
+    assert (fields[b"failed_at"], fields[b"attempts"]) == (b"1000", b"1")
+    assert fields[b"queued_id"].startswith(b"spool:")
+    assert outcome == "replayed"
+    assert queued_keys(redis_db) == [b"fine", b"refused"]  # back on the queue
+    assert redis_db.xlen(dead_stream) == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM dead").fetchone()[0] == 0
