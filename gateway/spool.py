@@ -36,9 +36,17 @@ bookkeeping, so `gateway dead-letters` lists and replays them as any other.
 A drain cut between the move and the delete leaves a dead letter twice, never
 none.
 
-Where a duplicate can still come from: an admit that timed out in Redis may
-have been run by Redis anyway; the spool then holds it too, and if the
-spool's forwarder delivers it before the drain, Redis delivers it again.
+Where a duplicate can still come from:
+- an admit that timed out in Redis may have been run by Redis anyway; the spool
+  then holds it too, and if the spool's forwarder delivers it before the drain,
+  Redis delivers it again;
+- a delivery the spool's forwarder still had in flight when it was stopped for
+  the drain (after its grace) may have reached the app: its row moves to Redis
+  undelivered, and is delivered again;
+- right after a start, until the supervisor has read the spool left by the
+  previous run, admits go to Redis: a provider's retry of an event that spool
+  already delivered is accepted there and delivered again (a copy the spool had
+  not delivered yet is dropped at the drain instead: delivered once).
 """
 
 from __future__ import annotations
