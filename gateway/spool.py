@@ -69,10 +69,12 @@ from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome, body_digest
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite_tables import DeadRow, forget_dead, oldest_dead
 from gateway.timers import Timeouts
 
 log = structlog.get_logger("gateway.spool")
 T = TypeVar("T")
+E = TypeVar("E")
 
 DRAIN_BATCH = 500  # spooled events moved into Redis per step
 _PROBE_INTERVAL = 0.5  # seconds between probes of an unavailable Redis
@@ -273,6 +275,8 @@ class SpoolingStore:
                 await self._drain()
             except StoreUnavailable as exc:  # from Redis
                 self._fail_over_while_draining(exc)
+                # Not at once again: the probe may pass where the drain fails.
+                await asyncio.sleep(_PROBE_INTERVAL)
             except SpoolUnavailable as exc:
                 # Redis is fine: admit there, and try the spool's file again later.
                 log.error("spool_unreadable", error=str(exc), spool=self.spool.path)
@@ -357,6 +361,7 @@ class SpoolingStore:
             elif read == 0 and self.mode is Mode.REDIS:
                 break
         if self.mode is Mode.REDIS:
+            self._drain_pending = False  # this drain did what a pending one would
             await self._move_dead_letters()
         await self._report_depth()
         seconds = round(time.monotonic() - started, 3)
@@ -367,29 +372,26 @@ class SpoolingStore:
         for admission in admissions:
             by_partition[self.redis.partition(admission.dedup_key)].append(admission)
         for partition, batch in by_partition.items():
-            for call in _by_size(batch, DRAIN_CALL_BYTES):
+            for call in _by_size(batch, DRAIN_CALL_BYTES, _body_size):
                 # Any outcome will do: accepted (enqueued now, or by this very
                 # request before), or a duplicate that Redis already holds.
                 await self.redis.admit(partition, call)
 
     async def _move_dead_letters(self) -> None:
         """The spool's dead letters into Redis' dead-letter streams, a step at a time:
-        added there first, then deleted here (a cut leaves a copy in both)."""
-        while rows := await self._on_spool("drain", _read_dead):
-            for (partition, target), letters in self._dead_by_stream(rows).items():
-                await self.redis.add_dead_letters(partition, target, letters)
-            await self._on_spool("drain", partial(_forget_dead, ids=[row[0] for row in rows]))
-            log.info("spool_dead_letters_moved", count=len(rows))
-
-    def _dead_by_stream(
-        self, rows: list[Any]
-    ) -> dict[tuple[int, str], list[list[tuple[str, bytes | str]]]]:
-        """Dead letters by (partition, target): the stream each goes to in Redis."""
-        by_stream: dict[tuple[int, str], list[list[tuple[str, bytes | str]]]] = defaultdict(list)
-        for row in rows:
-            partition = self.redis.partition(f"{row[2]}:{row[3]}:{row[4]}")  # its dedup key
-            by_stream[(partition, row[1])].append(_dead_fields(row))
-        return by_stream
+        added there first, then deleted here (a cut leaves a copy in both). Redis
+        refusing them is no reason to spool admits: they wait here, and the move is
+        tried again after _RETRY_DRAIN."""
+        try:
+            while rows := await self._on_spool("drain", partial(oldest_dead, limit=DRAIN_BATCH)):
+                for (partition, target), letters in _dead_by_stream(self.redis, rows).items():
+                    for call in _by_size(letters, DRAIN_CALL_BYTES, _fields_size):
+                        await self.redis.add_dead_letters(partition, target, call)
+                await self._on_spool("drain", partial(forget_dead, ids=[row.id for row in rows]))
+                log.info("spool_dead_letters_moved", count=len(rows))
+        except StoreUnavailable as exc:
+            log.warning("spool_dead_letters_not_moved", error=str(exc))
+            self._drain_pending = True
 
     async def _on_spool(self, op: str, body: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -425,47 +427,49 @@ class SpoolingStore:
         return depth
 
 
-def _read_dead(db: sqlite3.Connection) -> list[Any]:
-    query = (
-        "SELECT id, target, source, type, key, body, since_ms, attempts, status, error,"
-        " failed_at_ms, queued_id FROM dead ORDER BY id LIMIT ?"
-    )
-    return list(db.execute(query, (DRAIN_BATCH,)).fetchall())
+def _dead_by_stream(
+    redis: RedisStore, rows: list[DeadRow]
+) -> dict[tuple[int, str], list[list[tuple[str, bytes | str]]]]:
+    """Dead letters by (partition, target), the stream each goes to in Redis, as
+    lua.DEAD_LETTER writes one there; queued_id says it came from the spool."""
+    by_stream: dict[tuple[int, str], list[list[tuple[str, bytes | str]]]] = defaultdict(list)
+    for row in rows:
+        partition = redis.partition(f"{row.source}:{row.type}:{row.key}")  # its dedup key
+        by_stream[(partition, row.target)].append(
+            [
+                ("source", row.source),
+                ("type", row.type),
+                ("key", row.key),
+                ("body", bytes(row.body)),
+                ("since", str(row.since_ms)),
+                ("attempts", str(row.attempts)),
+                ("status", str(row.status)),
+                ("error", row.error),
+                ("failed_at", str(row.failed_at_ms)),
+                ("queued_id", f"spool:{row.queued_id}"),
+            ]
+        )
+    return by_stream
 
 
-def _forget_dead(db: sqlite3.Connection, ids: list[int]) -> None:
-    db.executemany("DELETE FROM dead WHERE id = ?", [(i,) for i in ids])
+def _fields_size(fields: list[tuple[str, bytes | str]]) -> int:
+    return sum(len(value) for _, value in fields)
 
 
-def _dead_fields(row: Sequence[Any]) -> list[tuple[str, bytes | str]]:
-    """A spool dead letter as lua.DEAD_LETTER writes one in Redis; its queued_id says
-    it came from the spool (the spool's row id, not a stream id)."""
-    _, _, source, event_type, key, body, since, attempts, status, error, failed, queued = row
-    return [
-        ("source", source),
-        ("type", event_type),
-        ("key", key),
-        ("body", bytes(body)),
-        ("since", str(since)),
-        ("attempts", str(attempts)),
-        ("status", str(status)),
-        ("error", error),
-        ("failed_at", str(failed)),
-        ("queued_id", f"spool:{queued}"),
-    ]
+def _body_size(admission: Admission) -> int:
+    return len(admission.body)
 
 
-def _by_size(batch: list[Admission], most: int) -> list[list[Admission]]:
-    """`batch` in order, cut into calls of at most `most` body bytes (one event each
-    at least)."""
-    calls: list[list[Admission]] = [[]]
-    size = 0
-    for admission in batch:
-        if calls[-1] and size + len(admission.body) > most:
+def _by_size(items: list[E], most: int, size: Callable[[E], int]) -> list[list[E]]:
+    """`items` in order, cut into calls of at most `most` bytes (one item each at least)."""
+    calls: list[list[E]] = [[]]
+    total = 0
+    for item in items:
+        if calls[-1] and total + size(item) > most:
             calls.append([])
-            size = 0
-        calls[-1].append(admission)
-        size += len(admission.body)
+            total = 0
+        calls[-1].append(item)
+        total += size(item)
     return calls
 
 

@@ -7,23 +7,24 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.support.processes import RUNNING, GatewayProcess, RedisServer
+from tests.support.processes import CLOSED_TAILS, RUNNING, GatewayProcess, RedisServer
 from tests.support.secrecy import leaks
 from tests.support.sink import Sink
-
-LOG_TAIL_LINES = 80
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report carries the tail of each running gateway's log: a
-    failure seen only in CI can be read there (the data dir is gone after)."""
+    """A failed test's report carries the log tail of each gateway it started: those
+    still running, and those it closed already. A failure seen only in CI can be read
+    there (the data dir is gone after)."""
+    if call.when == "setup":
+        CLOSED_TAILS.clear()
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        for gw in RUNNING:
-            tail = "\n".join(gw.logs().splitlines()[-LOG_TAIL_LINES:])
-            report.sections.append((f"gateway on port {gw.port}: last log lines", tail))
+    if report.failed:
+        tails = [*CLOSED_TAILS, *((gw.port, gw.log_tail()) for gw in RUNNING)]
+        for port, tail in tails:
+            report.sections.append((f"gateway on port {port}: last log lines", tail))
 
 
 @pytest.fixture(scope="session", autouse=True)

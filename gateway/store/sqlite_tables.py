@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.models import Admission, AdmitOutcome, Queued
 
@@ -244,20 +244,47 @@ def dead_letter(
     db.execute("DELETE FROM queue WHERE id = ? AND target = ?", (queued_id, target))
 
 
+class DeadRow(NamedTuple):
+    """A row of the dead table, as dead_letters and oldest_dead read it."""
+
+    id: int
+    target: str
+    source: str
+    type: str
+    key: str
+    body: bytes
+    since_ms: int
+    attempts: int
+    status: int
+    error: str
+    failed_at_ms: int
+    queued_id: int
+
+
+_DEAD_COLUMNS = ", ".join(DeadRow._fields)
+
+
 def dead_letters(
     db: sqlite3.Connection, targets: Sequence[str], letter_id: int | None
 ) -> list[Any]:
     """Rows of the dead table for the targets (one id, or all), oldest first."""
     marks = ",".join("?" * len(targets))
-    sql = (
-        "SELECT id, target, source, type, key, body, since_ms, attempts, status, error,"
-        f" failed_at_ms, queued_id FROM dead WHERE target IN ({marks})"
-    )
+    sql = f"SELECT {_DEAD_COLUMNS} FROM dead WHERE target IN ({marks})"
     args: list[object] = list(targets)
     if letter_id is not None:
         sql += " AND id = ?"
         args.append(letter_id)
     return list(db.execute(sql + " ORDER BY id", args).fetchall())
+
+
+def oldest_dead(db: sqlite3.Connection, limit: int) -> list[DeadRow]:
+    """Up to `limit` rows of the dead table, every target's, oldest first."""
+    rows = db.execute(f"SELECT {_DEAD_COLUMNS} FROM dead ORDER BY id LIMIT ?", (limit,))
+    return [DeadRow(*row) for row in rows]
+
+
+def forget_dead(db: sqlite3.Connection, ids: Sequence[int]) -> None:
+    db.executemany("DELETE FROM dead WHERE id = ?", [(i,) for i in ids])
 
 
 def replay_dead_letter(db: sqlite3.Connection, letter_id: int, target: str) -> int | None:

@@ -18,7 +18,7 @@ from gateway.config import SpoolConfig
 from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.models import Admission, AdmitOutcome, body_digest
-from gateway.spool import Delivery, Mode, SpoolingStore, _by_size, _read_step
+from gateway.spool import Delivery, Mode, SpoolingStore, _body_size, _by_size, _read_step
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.processes import RedisServer
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 STREAM = "{gw:0}:q:app"
+Field = tuple[str, bytes | str]
 
 
 def admission(key: str, token: str, targets: tuple[str, ...] = ("app",)) -> Admission:
@@ -353,11 +354,13 @@ class RecordedDelivery:
 
     def __init__(self, made: list[RecordedDelivery], on_start: asyncio.Event) -> None:
         self.running = False
+        self._made = made
         self._on_start = on_start
         made.append(self)
 
     def start(self) -> None:
         self.running = True
+        self.alongside = sum(d.running for d in self._made)  # itself included
         self._on_start.set()
 
     async def stop(self, grace: float) -> None:
@@ -402,7 +405,7 @@ def test_a_drain_step_goes_to_redis_in_calls_of_bounded_size() -> None:
         Admission(f"k{i}", "t", "s", "e", f"k{i}", b"x" * n, "d", ("app",))
         for i, n in enumerate(sizes)
     ]
-    calls = _by_size(batch, 6)
+    calls = _by_size(batch, 6, _body_size)
     assert [[len(a.body) for a in call] for call in calls] == [[3, 3], [1], [9], [2, 2]]
     assert [a for call in calls for a in call] == batch
 
@@ -432,5 +435,123 @@ def test_the_spools_dead_letters_move_into_redis_and_replay_from_there(
     assert outcome == "replayed"
     assert queued_keys(redis_db) == [b"fine", b"refused"]  # back on the queue
     assert redis_db.xlen(dead_stream) == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM dead").fetchone()[0] == 0
+
+
+def test_a_spool_forwarder_left_by_a_failed_step_is_stopped_before_the_next_starts(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two spool forwarders at once would deliver the same rows twice."""
+    path = tmp_path / "spool.db"
+    monkeypatch.setattr(spool, "_RETRY_DRAIN", 0.05)
+    made: list[RecordedDelivery] = []
+    started = asyncio.Event()
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission("twice", "t1")])
+        real_probe, real_drain = spooling._redis_answers, spooling._drain
+        drained = asyncio.Event()
+
+        async def probe_failing_once_in_spool_mode() -> bool:
+            if spooling._delivery is not None and len(made) == 1:
+                raise RuntimeError("a bug after the forwarder started")
+            return await real_probe()
+
+        async def drain_failing_first() -> None:
+            if not made:
+                raise StoreUnavailable("the first drain fails: spool mode")
+            await real_drain()
+            drained.set()
+
+        monkeypatch.setattr(spooling, "_redis_answers", probe_failing_once_in_spool_mode)
+        monkeypatch.setattr(spooling, "_drain", drain_failing_first)
+        spooling._set_mode(Mode.DRAINING)
+        spooling.start()
+        try:
+            async with asyncio.timeout(10):
+                await drained.wait()
+        finally:
+            await spooling.stop()
+
+    run(redis_server, path, scenario, lambda _: RecordedDelivery(made, started))
+    assert len(made) == 2
+    assert [d.alongside for d in made] == [1, 1]
+    assert queued_keys(redis_db) == [b"twice"]
+
+
+def test_a_drain_sends_redis_calls_of_bounded_size(
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """500 events of 1 MiB in one call would outlast the link's socket timeout."""
+    path = tmp_path / "spool.db"
+    limit = 80  # bodies of 25 bytes: 3 events a call; a dead letter's fields: 1 a call
+    monkeypatch.setattr(spool, "DRAIN_CALL_BYTES", limit)
+    admits: list[list[int]] = []  # per call, each event's body size
+    dead: list[list[int]] = []  # per call, each letter's field bytes
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission(f"b{i}", f"t{i}") for i in range(10)])
+        for i in range(4):
+            (entry,) = await spooling.spool.claim(0, "app", "c", 1, 0)
+            await spooling.spool.dead_letter(entry, "app", 500, "refused", 1_000 + i)
+        real_admit, real_dead = spooling.redis.admit, spooling.redis.add_dead_letters
+
+        def admit(partition: int, batch: list[Admission]) -> object:
+            admits.append([len(a.body) for a in batch])
+            return real_admit(partition, batch)
+
+        async def add_dead(partition: int, target: str, letters: list[list[Field]]) -> None:
+            dead.append([sum(len(v) for _, v in fields) for fields in letters])
+            await real_dead(partition, target, letters)
+
+        monkeypatch.setattr(spooling.redis, "admit", admit)
+        monkeypatch.setattr(spooling.redis, "add_dead_letters", add_dead)
+        await drain(spooling)
+
+    run(redis_server, path, scenario)
+    assert sum(map(len, admits)) == 10  # 6 queued, 4 dead-lettered: markers only
+    assert len(admits) > 1
+    assert sum(map(len, dead)) == 4
+    assert len(dead) > 1
+    assert all(sum(call) <= limit or len(call) == 1 for call in admits + dead)
+    assert len(queued_keys(redis_db)) == 6
+    assert redis_db.xlen("{gw:0}:dead:app") == 4
+    assert spool_counts(path) == (0, 0)
+
+
+def test_a_spool_holding_only_dead_letters_is_drained_at_start(
+    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+
+    async def scenario(spooling: SpoolingStore) -> None:
+        await spooling.spool.admit(0, [admission("gave-up", "t1")])
+        (entry,) = await spooling.spool.claim(0, "app", "c", 1, 0)
+        await spooling.spool.dead_letter(entry, "app", 500, "refused", 1_000)
+        await spooling.spool.transact("expire", lambda db: db.execute("DELETE FROM markers"))
+        real_drain = spooling._drain
+        drained = asyncio.Event()
+
+        async def drain() -> None:
+            await real_drain()
+            drained.set()
+
+        spooling._drain = drain  # type: ignore[method-assign]
+        spooling.start()
+        try:
+            async with asyncio.timeout(10):
+                await drained.wait()
+        finally:
+            await spooling.stop()
+
+    run(redis_server, path, scenario)
+    assert redis_db.xlen("{gw:0}:dead:app") == 1
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM dead").fetchone()[0] == 0

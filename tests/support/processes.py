@@ -145,8 +145,11 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-# Gateways started and not yet closed: a failed test's report shows their logs' tails.
+# Gateways started and not yet closed, and the log tails of those closed during the
+# current test: a failed test's report shows both (tests/conftest.py).
 RUNNING: list[GatewayProcess] = []
+CLOSED_TAILS: list[tuple[int, str]] = []
+LOG_TAIL_LINES = 80
 
 
 class GatewayProcess:
@@ -201,6 +204,9 @@ class GatewayProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_tail(self) -> str:
+        return "\n".join(self.logs().splitlines()[-LOG_TAIL_LINES:])
+
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
@@ -223,5 +229,6 @@ class GatewayProcess:
         self.stop()
         if self in RUNNING:
             RUNNING.remove(self)
+            CLOSED_TAILS.append((self.port, self.log_tail()))
         GATEWAY_LOGS.append(self.logs())
         shutil.rmtree(self.data_dir, ignore_errors=True)
