@@ -32,7 +32,7 @@ class Bookkeeping:
     def __init__(self, store: DeliveryStore, target: str) -> None:
         self._store = store
         self._target = target
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
         self._acks: dict[int, list[bytes]] = {}
 
     def ack_later(self, entry: Queued) -> None:
@@ -45,13 +45,18 @@ class Bookkeeping:
         for partition, ids in acks.items():
             self._own(self._store.ack(partition, self._target, ids))
 
-    async def settle(self, write: Coroutine[Any, Any, None]) -> None:
-        """Run one write to the end, even if the caller is cancelled meanwhile."""
-        await asyncio.shield(self._own(write))
+    async def settle(self, write: Coroutine[Any, Any, None]) -> bool:
+        """Run one write to the end, even if the caller is cancelled meanwhile;
+        whether the store took it."""
+        return await asyncio.shield(self._own(write))
 
-    async def dead_letter(self, entry: Queued, status: int, error: str) -> None:
+    async def dead_letter(self, entry: Queued, status: int, error: str) -> bool:
+        """Whether the dead letter was written: one the store refused stays pending,
+        is delivered again later, and is neither logged nor counted now."""
         now_ms = int(time.time() * 1000)
-        await self.settle(self._store.dead_letter(entry, self._target, status, error[:500], now_ms))
+        dead = self._store.dead_letter(entry, self._target, status, error[:500], now_ms)
+        if not await self.settle(dead):
+            return False
         log.warning(
             "dead_lettered",
             target=self._target,
@@ -61,6 +66,7 @@ class Bookkeeping:
             attempts=entry.attempt,
             error=error[:200],
         )
+        return True
 
     async def finish(self, within: float) -> None:
         """Send the gathered acks and wait up to `within` seconds for every write."""
@@ -72,17 +78,19 @@ class Bookkeeping:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def _own(self, write: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _own(self, write: Coroutine[Any, Any, None]) -> asyncio.Task[bool]:
         task = asyncio.get_running_loop().create_task(_logged(write, self._target))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
 
-async def _logged(write: Coroutine[Any, Any, None], target: str) -> None:
+async def _logged(write: Coroutine[Any, Any, None], target: str) -> bool:
     try:
         await write
     except StoreUnavailable as exc:
         # The entry stays pending and is claimed again after the visibility
         # timeout: a possible duplicate delivery, never a lost event.
         log.error("forwarder_bookkeeping_failed", target=target, error=str(exc))
+        return False
+    return True

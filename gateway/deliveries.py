@@ -144,8 +144,8 @@ class Deliveries:
         self._retry_scheduled()
 
     async def _dead_letter(self, entry: Queued, status: int, error: str) -> None:
-        await self._bookkeeping.dead_letter(entry, status, error)
-        self._metrics.dead_letters.inc()
+        if await self._bookkeeping.dead_letter(entry, status, error):
+            self._metrics.dead_letters.inc()
 
     def _settle_later(self, write: Coroutine[Any, Any, None], entry: Queued) -> None:
         """The delivery's slot stays taken until its store write is done."""

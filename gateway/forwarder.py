@@ -81,6 +81,14 @@ class TargetForwarder:
         # The claim budget: free slots plus entries allowed to wait for one.
         self._free = target.concurrency + int(target.concurrency * PREFETCH)
         self._gather_at = max(1, min(config.batch, target.concurrency) // 4)
+        # The partitions' claim loops claim side by side, each seeing the same free
+        # slots: each takes its share, so together they hold at most the budget plus
+        # one per partition (each taking every free slot held 24 entries against a
+        # budget of 6 with 8 partitions; held ones then outwait the visibility
+        # timeout, and another consumer delivers them too). Slots are not reserved
+        # for the call instead: a claim blocked in XREADGROUP would hold them all,
+        # and the reclaim loop, which claims only into free slots, would starve.
+        self._share = -(-self._free // store.partitions)
         self._slot_freed = asyncio.Event()
         self._retry_scheduled = asyncio.Event()
         self._deliveries = Deliveries(
@@ -112,7 +120,7 @@ class TargetForwarder:
         await self._resume_own(partition)
         while not self._stopping:
             await self._wait_for_slot()
-            count = min(self._free, self._config.batch)
+            count = min(self._free, self._config.batch, self._share)
             claim = partial(
                 self._store.claim, partition, self.target.name, self._consumer, count, BLOCK_MS
             )

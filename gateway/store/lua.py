@@ -63,8 +63,10 @@ return out
 
 # KEYS: stream. ARGV: group, id... Delivered entries leave the stream at once,
 # so the stream only ever holds undelivered events: nothing is trimmed, and
-# its length is the queue depth.
-ACK = """#!lua
+# its length is the queue depth. allow-oom: it only deletes, and it is what frees
+# memory when a backlog filled Redis (noeviction); refused, every delivered event
+# would stay pending, be delivered again, and the queue would never drain.
+ACK = """#!lua flags=allow-oom
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """

@@ -231,3 +231,30 @@ def test_a_malformed_admit_call_is_refused_before_it_marks(
         redis_db.evalsha(sha, 2, *keys, *argv)
     assert redis_db.exists("{gw:0}:idem:src:e:a") == 0
     assert redis_db.exists("{gw:0}:q:app") == 0
+
+
+def test_acks_are_taken_while_redis_is_full(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """A backlog that filled Redis (noeviction) drains only if the acks of the
+    deliveries that follow are taken: they free the memory."""
+
+    async def scenario() -> None:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.admit(0, [admission("full", "t1")])
+            await store.ensure_group(0, "app")
+            (entry,) = await store.claim(0, "app", "c", 1, 0)
+            redis_db.config_set("maxmemory", 1)
+            try:
+                with pytest.raises(StoreUnavailable, match="OOM"):
+                    await store.admit(0, [admission("refused", "t2")])
+                await store.ack(0, "app", [entry.id])
+            finally:
+                redis_db.config_set("maxmemory", 0)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    assert redis_db.xlen("{gw:0}:q:app") == 0
+    assert redis_db.xpending("{gw:0}:q:app", "gateway")["pending"] == 0

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 import gateway.deliveries
 from gateway.deliveries import Deliveries
+from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.models import Queued
 from gateway.upstream import Done, Response
@@ -26,6 +27,7 @@ from tests.unit.test_delivery_rules import SOURCES, target
 T = TypeVar("T")
 OK = Response(200, (), b"")
 FAILED = Response(500, (), b"")
+REFUSED = Response(422, (), b"")  # a 4xx: dead-lettered at once
 
 
 class FakePool:
@@ -52,6 +54,8 @@ class FakeStore:
         self.retried: list[bytes] = []
         self.writing = asyncio.Event()  # a retry write has begun
         self.release = asyncio.Event()
+        self.dead: list[bytes] = []
+        self.refuse_dead_letters = False
 
     async def ack(self, partition: int, target: str, ids: list[bytes]) -> None:
         self.acked += ids
@@ -61,6 +65,13 @@ class FakeStore:
         await self.release.wait()
         self.retried.append(entry.id)
 
+    async def dead_letter(
+        self, entry: Queued, target: str, status: int, error: str, now_ms: int
+    ) -> None:
+        if self.refuse_dead_letters:
+            raise StoreUnavailable("dead_letter failed: OOM")
+        self.dead.append(entry.id)
+
 
 class Harness:
     def __init__(self, concurrency: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +79,7 @@ class Harness:
         self.store = FakeStore()
         self.freed = self.retries_scheduled = 0
         self.slot_freed = asyncio.Event()
-        metrics = Metrics(CollectorRegistry()).target("app")
+        self.metrics = metrics = Metrics(CollectorRegistry()).target("app")
         config = replace(target("cloudevents-binary"), concurrency=concurrency)
         store: Any = self.store  # the writes a delivery makes, nothing else
         self.deliveries = Deliveries(
@@ -164,5 +175,30 @@ def test_after_the_grace_late_answers_are_ignored_and_waiting_entries_stay_pendi
         assert len(h.pool.posts) == 1  # the entry claimed ahead was never sent
         late = Queued(0, b"9-0", "inbox", "message.received", "k9", seed(), 1)
         assert not h.deliveries.start(late)  # claimed by a loop that outlived the stop
+
+    run(main())
+
+
+def test_a_dead_letter_the_store_refused_is_not_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It stays pending and is delivered again: counted now, it would be counted
+    twice, or as dead when it was delivered in the end."""
+
+    def dead_letters(h: Harness) -> float:
+        return h.metrics.dead_letters._value.get()
+
+    async def main() -> None:
+        h = Harness(1, monkeypatch)
+        h.start(2)
+        h.store.refuse_dead_letters = True
+        h.pool.posts[0](REFUSED, None)
+        await h.slot_freed.wait()
+        assert (h.store.dead, dead_letters(h)) == ([], 0)
+        h.slot_freed.clear()
+        h.store.refuse_dead_letters = False
+        h.pool.posts[1](REFUSED, None)
+        await h.slot_freed.wait()
+        assert (h.store.dead, dead_letters(h)) == ([b"1-0"], 1)
 
     run(main())
