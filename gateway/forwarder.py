@@ -95,12 +95,13 @@ class TargetForwarder:
             target, sources, store, metrics, self._freed, self._retry_scheduled.set
         )
         self._loops: list[asyncio.Task[None]] = []
+        self._claimers: list[asyncio.Task[None]] = []  # the partitions' claim loops
         self._stopping = False
         self._outage_logged = -_OUTAGE_LOG_INTERVAL
 
     def start(self) -> None:
         for partition in range(self._store.partitions):
-            self._run(self._consume(partition))
+            self._claimers.append(self._run(self._consume(partition)))
             self._run(self._promote(partition))
         self._run(self._reclaim())
         if self._watches_depth:
@@ -110,8 +111,10 @@ class TargetForwarder:
                 )
             )
 
-    def _run(self, loop_body: Coroutine[Any, Any, None]) -> None:
-        self._loops.append(asyncio.get_running_loop().create_task(_until_stopped(loop_body)))
+    def _run(self, loop_body: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(_until_stopped(loop_body))
+        self._loops.append(task)
+        return task
 
     # -- claiming -------------------------------------------------------------
 
@@ -238,9 +241,16 @@ class TargetForwarder:
         self._stopping = True
         self._slot_freed.set()
         self._retry_scheduled.set()
+        # A claim blocked in XREADGROUP is let return (within BLOCK_MS) and its
+        # entries delivered: cancelled, its reply would be dropped with the entries
+        # Redis handed it (admits still land while ingest drains), pending under
+        # this consumer name until another reclaims them after the visibility timeout.
         for task in self._loops:
-            task.cancel()
+            if task not in self._claimers:
+                task.cancel()
         await asyncio.wait(self._loops, timeout=_LOOP_STOP_TIMEOUT)
+        for task in self._claimers:
+            task.cancel()  # one still running now is stuck: let go of it
         await self._deliveries.stop(grace)
 
     def __repr__(self) -> str:

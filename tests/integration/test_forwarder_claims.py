@@ -1,0 +1,137 @@
+"""The forwarder's claims, in process against a real redis-server and a real app
+socket: the budget (concurrency + prefetch) holds across the claim loops, one per
+partition, claiming side by side (each takes its share of the free slots); and a
+stop lets a claim blocked in Redis return, its entries delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from functools import partial
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from gateway.config import ForwarderConfig
+from gateway.forwarder import PREFETCH, TargetForwarder
+from gateway.metrics import Metrics
+from gateway.store.redis import RedisStore
+from tests.support.processes import RedisServer, wait_until
+from tests.support.stores import store_config
+from tests.support.webhooks import seed
+from tests.unit.test_delivery_rules import SOURCES, target
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 8
+CONCURRENCY = 4
+
+
+class SilentApp:
+    """An app that reads each request's head and never answers."""
+
+    def __init__(self, wanted: int) -> None:
+        self.heads = 0
+        self.enough = asyncio.Event()
+        self._wanted = wanted
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        self.heads += 1
+        if self.heads >= self._wanted:
+            self.enough.set()
+        await reader.read()  # until the forwarder lets go of the connection
+        writer.close()
+
+
+def test_partitions_claiming_side_by_side_hold_no_more_than_the_budget(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    budget = CONCURRENCY + int(CONCURRENCY * PREFETCH)  # 6; 24 were held before
+
+    async def scenario() -> int:
+        app = SilentApp(CONCURRENCY)
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(store_config(redis_server.url, partitions=PARTITIONS), block_ms=100)
+        for p in range(PARTITIONS):
+            for i in range(20):
+                fields = {"source": "inbox", "type": "message.received", "key": f"p{p}-{i}"}
+                redis_db.xadd(store.keys.stream(p, "app"), {**fields, "body": seed()})
+        url = f"http://127.0.0.1:{port}/events"
+        app_target = dataclasses.replace(
+            target("raw"), url=url, port=port, path="/events", concurrency=CONCURRENCY
+        )
+        metrics = Metrics(CollectorRegistry()).target("app")
+        config = ForwarderConfig(True, 60.0, 100, "budget")
+        forwarder = TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+        forwarder.start()
+        try:
+            async with asyncio.timeout(10):
+                await app.enough.wait()  # every delivery slot busy: claims are done
+            return sum(
+                redis_db.xpending(store.keys.stream(p, "app"), "gateway")["pending"]
+                for p in range(PARTITIONS)
+            )
+        finally:
+            await forwarder.stop(0.1)
+            await store.close()
+            server.close()
+
+    assert asyncio.run(scenario()) <= budget + PARTITIONS
+
+
+class AnsweringApp:
+    """An app that answers 200 to every request, counting them."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            self.answered += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+
+def test_a_stop_lets_a_claim_blocked_in_redis_return_and_delivers_what_it_claimed(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Ingest drains alongside the forwarder's stop, so admits still land while a
+    claim waits in XREADGROUP BLOCK. Cancelled, that claim's reply was dropped
+    with the entry Redis handed it: pending until the visibility timeout."""
+
+    async def scenario() -> int:
+        app = AnsweringApp()
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(store_config(redis_server.url), block_ms=2000)
+        url = f"http://127.0.0.1:{port}/events"
+        app_target = dataclasses.replace(target("raw"), url=url, port=port, path="/events")
+        metrics = Metrics(CollectorRegistry()).target("app")
+        config = ForwarderConfig(True, 60.0, 100, "stopping")
+        forwarder = TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+        forwarder.start()
+        try:
+            blocked = partial(wait_until, lambda: redis_db.info("clients")["blocked_clients"] > 0)
+            await asyncio.to_thread(blocked, what="a claim blocked in XREADGROUP")
+            stopping = asyncio.create_task(forwarder.stop(5.0))
+            await asyncio.sleep(0)  # stop() runs up to its wait for the loops
+            fields = {"source": "inbox", "type": "message.received", "key": "late"}
+            redis_db.xadd(store.keys.stream(0, "app"), {**fields, "body": seed()})
+            await stopping
+        finally:
+            await store.close()
+            server.close()
+        return app.answered
+
+    assert asyncio.run(scenario()) == 1
+    assert redis_db.xpending("{gw:0}:q:app", "gateway")["pending"] == 0
+    assert redis_db.xlen("{gw:0}:q:app") == 0
