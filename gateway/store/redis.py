@@ -111,8 +111,11 @@ class RedisStore:
         """Send a prebuilt command, retrying as redis-py's client would: up to
         _RETRIES more times after a connection error or timeout (safe for every
         caller: a re-sent admit counts once by its request tokens, a re-sent ack
-        or claim changes nothing twice), and loading the scripts once if Redis
-        lost them (a restart empties its script cache). Other errors raise."""
+        changes nothing twice; a re-sent claim (XREADGROUP >) claims the next
+        entries, and those the lost reply carried stay pending under this
+        consumer until the reclaim takes them after the visibility timeout: a
+        delay, never a loss), and loading the scripts once if Redis lost them (a
+        restart empties its script cache). Other errors raise."""
         loaded = False
         failures = 0
         while True:
