@@ -227,15 +227,19 @@ class RedisStore:
         """Entries this consumer name claimed before a crash, with ids past `after`
         (XREADGROUP reading its own history)."""
         stream = self.keys.stream(partition, target)
-        reply = await self._call(
-            self.redis.xreadgroup(GROUP, consumer, {stream: after}, count=count), "claim"
-        )
-        found = reply[0][1] if reply else []
-        gone = [i for i, f in found if not f]  # acked and deleted, yet still in our PEL
-        if gone:
-            await self.ack(partition, target, gone)
-        entries = [(i, f) for i, f in found if f]
-        return await self._with_delivery_counts(partition, target, consumer, entries)
+        while True:
+            reply = await self._call(
+                self.redis.xreadgroup(GROUP, consumer, {stream: after}, count=count), "claim"
+            )
+            found = reply[0][1] if reply else []
+            gone = [i for i, f in found if not f]  # acked and deleted, yet still in our PEL
+            if gone:
+                await self.ack(partition, target, gone)
+            entries = [(i, f) for i, f in found if f]
+            # A full page of gone ones is not the end: [] would tell the caller so.
+            if entries or len(found) < count:
+                return await self._with_delivery_counts(partition, target, consumer, entries)
+            after = found[-1][0]
 
     async def claim_stale(
         self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int

@@ -258,3 +258,27 @@ def test_acks_are_taken_while_redis_is_full(
     asyncio.run(scenario())
     assert redis_db.xlen("{gw:0}:q:app") == 0
     assert redis_db.xpending("{gw:0}:q:app", "gateway")["pending"] == 0
+
+
+def test_resuming_own_pending_entries_goes_past_a_page_of_ones_already_gone(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Deleted before their ack reached the group (a crash between the two), they
+    stay in the consumer's pending list with no fields: a full page of them must
+    not read as "nothing left", or the entries after wait for the reclaim."""
+    stream = "{gw:0}:q:app"
+
+    async def scenario() -> list[str]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.admit(0, [admission(f"r{i}", f"t{i}") for i in range(4)])
+            await store.ensure_group(0, "app")
+            claimed = await store.claim(0, "app", "c", 4, 0)
+            redis_db.xdel(stream, claimed[0].id, claimed[1].id)  # gone, still pending
+            own = await store.claim_own_pending(0, "app", "c", 2)
+            return [entry.key for entry in own]
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ["r2", "r3"]
+    assert redis_db.xpending(stream, "gateway")["pending"] == 2  # the gone ones acked
