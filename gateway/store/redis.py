@@ -6,12 +6,14 @@ The key layout and the calls' shapes are in gateway/store/redis_shapes.py.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,6 +27,7 @@ from gateway.store import lua, resp
 from gateway.store.link import Link, LinkSettings
 from gateway.store.redis_shapes import (
     Keys,
+    MalformedEntry,
     admit_arguments,
     durability_problems,
     first_claim,
@@ -33,6 +36,7 @@ from gateway.store.redis_shapes import (
     queued,
 )
 
+log = structlog.get_logger("gateway.store")
 GROUP = "gateway"
 _RETRIES = 2  # re-sends after a connection error or timeout (redis-py's client and _packed)
 
@@ -219,7 +223,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"claim failed: {exc}") from exc
         entries = reply[0][1] if reply else []
-        return [first_claim(partition, i, fields) for i, fields in entries]
+        return await self._parsed(partition, target, entries, 1, first_claim)
 
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
@@ -268,7 +272,34 @@ class RedisStore:
             "claim",
         )
         counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        return [queued(partition, i, f, counts.get(i, 1)) for i, f in entries]
+
+        def parse(partition: int, entry_id: bytes, fields: Any) -> Queued:
+            return queued(partition, entry_id, fields, counts.get(entry_id, 1))
+
+        return await self._parsed(partition, target, entries, 1, parse)
+
+    async def _parsed(
+        self,
+        partition: int,
+        target: str,
+        entries: list[tuple[bytes, Any]],
+        attempt: int,
+        parse: Callable[[int, bytes, Any], Queued],
+    ) -> list[Queued]:
+        """The claimed entries as Queued. One without an event's fields (written by
+        something else) is dead-lettered here with the reason, not returned: raised,
+        it would end the claiming loop for good, and the next claim would meet it."""
+        claimed = []
+        for entry_id, fields in entries:
+            try:
+                claimed.append(parse(partition, entry_id, fields))
+            except MalformedEntry as exc:
+                now_ms = int(time.time() * 1000)
+                entry = Queued(partition, entry_id, "", "", "", b"", attempt)
+                error = f"malformed stream entry: {exc}"
+                await self.dead_letter(entry, target, 0, error, now_ms)
+                log.error("malformed_entry_dead_lettered", target=target, error=error)
+        return claimed
 
     async def ack(self, partition: int, target: str, ids: Sequence[bytes]) -> None:
         stream = self.keys.stream(partition, target)

@@ -88,28 +88,45 @@ def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 _FRESH = [b"source", b"type", b"key", b"body"]  # the admit script's XADD, in its order
 
 
+class MalformedEntry(Exception):
+    """A stream entry without an event's fields (written by something else)."""
+
+
 def first_claim(partition: int, entry_id: bytes, flat: list[bytes]) -> Queued:
     """An entry read for the first time (XREADGROUP >), from its flat field list.
     Entries the admit script wrote are read by position, without a dict (a tenth of
     the drain's claim cost); any other shape (a retried entry) goes through pairs()."""
     if len(flat) == 8 and flat[0::2] == _FRESH:
         source, event_type, key, body = flat[1::2]
-        return Queued(
-            partition, entry_id, source.decode(), event_type.decode(), key.decode(), body, 1
-        )
-    return queued(partition, entry_id, pairs(flat), 1)
+        try:
+            return Queued(
+                partition, entry_id, source.decode(), event_type.decode(), key.decode(), body, 1
+            )
+        except UnicodeDecodeError as exc:
+            raise MalformedEntry(str(exc)) from exc
+    try:
+        fields = pairs(flat)
+    except ValueError as exc:  # an odd number of fields
+        raise MalformedEntry(str(exc)) from exc
+    return queued(partition, entry_id, fields, 1)
 
 
 def queued(partition: int, entry_id: bytes, fields: dict[bytes, bytes], count: int) -> Queued:
-    return Queued(
-        partition=partition,
-        id=entry_id,
-        source=fields[b"source"].decode(),
-        event_type=fields[b"type"].decode(),
-        key=fields[b"key"].decode(),
-        body=fields[b"body"],
-        attempt=int(fields.get(b"attempts", 0)) + count,
-    )
+    """MalformedEntry when a field is missing or is not what the admit script writes."""
+    try:
+        return Queued(
+            partition=partition,
+            id=entry_id,
+            source=fields[b"source"].decode(),
+            event_type=fields[b"type"].decode(),
+            key=fields[b"key"].decode(),
+            body=fields[b"body"],
+            attempt=int(fields.get(b"attempts", 0)) + count,
+        )
+    except KeyError as exc:
+        raise MalformedEntry(f"no {exc.args[0].decode(errors='replace')!r} field") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise MalformedEntry(str(exc)) from exc
 
 
 def durability_problems(version: str, settings: dict[str, str]) -> list[str]:

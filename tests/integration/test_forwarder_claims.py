@@ -87,6 +87,7 @@ class AnsweringApp:
 
     def __init__(self) -> None:
         self.answered = 0
+        self.first = asyncio.Event()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while head := await reader.readuntil(b"\r\n\r\n"):
@@ -97,6 +98,7 @@ class AnsweringApp:
             )
             await reader.readexactly(length)
             self.answered += 1
+            self.first.set()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
 
@@ -135,3 +137,41 @@ def test_a_stop_lets_a_claim_blocked_in_redis_return_and_delivers_what_it_claime
     assert asyncio.run(scenario()) == 1
     assert redis_db.xpending("{gw:0}:q:app", "gateway")["pending"] == 0
     assert redis_db.xlen("{gw:0}:q:app") == 0
+
+
+def test_an_entry_without_an_events_fields_is_dead_lettered_and_the_others_flow(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Something else wrote into the stream: raised while claiming, it ended the
+    partition's claim loop for good (and met the next one after a restart)."""
+    stream = "{gw:0}:q:app"
+
+    async def scenario() -> int:
+        app = AnsweringApp()
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(store_config(redis_server.url), block_ms=100)
+        redis_db.xadd(stream, {"note": "not an event"})
+        fields = {"source": "inbox", "type": "message.received", "key": "fine"}
+        redis_db.xadd(stream, {**fields, "body": seed()})
+        url = f"http://127.0.0.1:{port}/events"
+        app_target = dataclasses.replace(target("raw"), url=url, port=port, path="/events")
+        metrics = Metrics(CollectorRegistry()).target("app")
+        config = ForwarderConfig(True, 60.0, 100, "foreign")
+        forwarder = TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+        forwarder.start()
+        try:
+            async with asyncio.timeout(10):
+                await app.first.wait()
+        finally:
+            await forwarder.stop(5.0)
+            await store.close()
+            server.close()
+        return app.answered
+
+    assert asyncio.run(scenario()) == 1
+    ((_, dead),) = redis_db.xrange("{gw:0}:dead:app")
+    assert (dead[b"note"], dead[b"status"]) == (b"not an event", b"0")
+    assert dead[b"error"].startswith(b"malformed stream entry: no 'source' field")
+    assert redis_db.xlen(stream) == 0
+    assert redis_db.xpending(stream, "gateway")["pending"] == 0
