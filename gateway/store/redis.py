@@ -73,6 +73,7 @@ class RedisStore:
         settings = LinkSettings.from_url(config.url, config.connect_timeout, config.socket_timeout)
         self._link = None if settings is None else Link(settings)
         self._claim_links: dict[tuple[int, str, str], Link] = {}
+        self._stale_cursors: dict[tuple[int, str], bytes] = {}  # see claim_stale
 
     def partition(self, dedup_key: str) -> int:
         n = self.partitions
@@ -248,12 +249,17 @@ class RedisStore:
     async def claim_stale(
         self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[Queued]:
-        """Entries another consumer left pending longer than min_idle_ms (XAUTOCLAIM)."""
+        """Entries another consumer left pending longer than min_idle_ms (XAUTOCLAIM).
+        Each call goes on from where the last one's scan stopped: XAUTOCLAIM looks at
+        most at 10 x count pending entries, and begun at 0-0 each time, a few free
+        slots would rescan the same live entries and never reach a dead consumer's."""
         stream = self.keys.stream(partition, target)
+        start = self._stale_cursors.get((partition, target), b"0-0")
         reply = await self._call(
-            self.redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, "0-0", count=count),
+            self.redis.xautoclaim(stream, GROUP, consumer, min_idle_ms, start, count=count),
             "claim",
         )
+        self._stale_cursors[(partition, target)] = reply[0]  # 0-0 again once it wrapped
         entries = [(i, f) for i, f in reply[1] if f]
         return await self._with_delivery_counts(partition, target, consumer, entries)
 

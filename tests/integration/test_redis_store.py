@@ -282,3 +282,30 @@ def test_resuming_own_pending_entries_goes_past_a_page_of_ones_already_gone(
 
     assert asyncio.run(scenario()) == ["r2", "r3"]
     assert redis_db.xpending(stream, "gateway")["pending"] == 2  # the gone ones acked
+
+
+def test_reclaiming_goes_on_from_where_the_last_scan_stopped(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """XAUTOCLAIM scans at most 10 x COUNT pending entries per call: with one free
+    slot, 30 live entries ahead of a dead consumer's hid it from every scan begun
+    at the start of the pending list."""
+    stream = "{gw:0}:q:app"
+
+    async def scenario() -> list[str]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.admit(0, [admission(f"live{i}", f"t{i}") for i in range(30)])
+            await store.admit(0, [admission("dead", "td")])
+            await store.ensure_group(0, "app")
+            await store.claim(0, "app", "live", 30, 0)
+            (dead,) = await store.claim(0, "app", "crashed", 1, 0)
+            redis_db.xclaim(stream, "gateway", "crashed", 0, [dead.id], idle=120_000)
+            found: list[str] = []
+            for _ in range(4):  # 10 entries a scan: the fourth reaches it
+                found += [e.key for e in await store.claim_stale(0, "app", "me", 60_000, 1)]
+            return found
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ["dead"]
