@@ -229,6 +229,25 @@ def _public_listen(node: object) -> Listen:
     return Listen(host, port, cert, key)
 
 
+# What a live delivery can hold an entry for, beyond its target's timeout twice over
+# (waiting in the ready queue, then in flight): its ack or retry write.
+_BOOKKEEPING_MARGIN = 5.0
+
+
+def risks(config: Config) -> list[str]:
+    """Settings that are accepted but put events at risk; logged at start."""
+    slowest = max((t.timeout for t in config.targets), default=0.0)
+    safe = 2 * slowest + _BOOKKEEPING_MARGIN
+    visibility = config.forwarder.visibility_timeout
+    if not config.forwarder.enabled or visibility >= safe:
+        return []
+    return [
+        f"forwarder.visibility_timeout {visibility:g}s is under twice the longest target"
+        f" timeout plus {_BOOKKEEPING_MARGIN:g}s ({safe:g}s): a slow delivery may be"
+        " reclaimed by another consumer and sent twice"
+    ]
+
+
 def _forwarder(node: object, targets: tuple[TargetConfig, ...]) -> ForwarderConfig:
     s = Section(node, "forwarder", ("enabled", "visibility_timeout", "batch", "consumer"))
     visibility = read_duration(s, "visibility_timeout", "60s")

@@ -27,7 +27,7 @@ import structlog
 import gateway
 from gateway.admin import AdminRouter, store_readiness
 from gateway.admit import AdmitBatcher
-from gateway.config import Config, Limits, Listen, redacted
+from gateway.config import Config, Limits, Listen, redacted, risks
 from gateway.endpoints import Router
 from gateway.errors import StoreUnavailable
 from gateway.forwarder import BLOCK_MS, Forwarder, consumer_name
@@ -152,6 +152,8 @@ class Gateway:
                 config=redacted(self.config),
             )
             warn_of_stranded_spools(self.config)
+            for risk in risks(self.config):
+                log.warning("config_risk", detail=risk)
         if self.spooling is not None:
             self.spooling.start()
         await self._check_store()

@@ -26,6 +26,7 @@ from gateway.config import (
     parse_duration,
     parse_size,
     redacted,
+    risks,
 )
 from gateway.errors import ConfigError
 
@@ -574,3 +575,14 @@ def test_redacted_is_plain_data() -> None:
     assert plain["listen"] == {"host": "0.0.0.0", "port": 8080, "tls_cert": "", "tls_key": ""}
     assert plain["routes"] == [{"source": "inboxcomponents", "events": ["*"], "targets": ["app"]}]
     assert yaml.safe_dump(plain)  # only plain types: dict, list, str, int, float, bool, None
+
+
+def test_a_visibility_timeout_short_of_twice_the_slowest_target_is_reported_as_a_risk() -> None:
+    # A live delivery can hold an entry for its timeout in the ready queue, its
+    # timeout in flight, then its ack: reclaimed sooner, it is sent twice.
+    tight = config_with({"forwarder": {"visibility_timeout": "20s"}})  # target timeout 10s
+    (risk,) = risks(tight)
+    assert risk.startswith("forwarder.visibility_timeout 20s is under")
+    assert "(25s)" in risk
+    assert risks(config_with({"forwarder": {"visibility_timeout": "25s"}})) == []
+    assert risks(config_with({"forwarder": {"enabled": False, "visibility_timeout": "20s"}})) == []
