@@ -75,6 +75,29 @@ async def drain(spooling: SpoolingStore) -> None:
     await spooling._drain()
 
 
+async def supervised_until(spooling: SpoolingStore, done: asyncio.Event) -> None:
+    """The supervisor started and run until `done` is set (10 s at most), then stopped."""
+    spooling.start()
+    try:
+        async with asyncio.timeout(10):
+            await done.wait()
+    finally:
+        await spooling.stop()
+
+
+def drains_signalled(spooling: SpoolingStore, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set each time one of the supervisor's drains has finished."""
+    drained = asyncio.Event()
+    real_drain = spooling._drain
+
+    async def drain() -> None:
+        await real_drain()
+        drained.set()
+
+    monkeypatch.setattr(spooling, "_drain", drain)
+    return drained
+
+
 def test_a_drain_cut_after_redis_took_a_step_moves_nothing_twice(
     redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
 ) -> None:
@@ -210,12 +233,7 @@ def test_a_drain_that_fails_after_switching_to_redis_is_tried_again(
             drained.set()
 
         monkeypatch.setattr(spooling, "_drain", drain_failing_once)
-        spooling.start()
-        try:
-            async with asyncio.timeout(10):
-                await drained.wait()
-        finally:
-            await spooling.stop()
+        await supervised_until(spooling, drained)
         assert drains == 2
 
     run(redis_server, path, scenario)
@@ -235,8 +253,7 @@ def test_an_admit_that_fails_over_while_the_first_mode_is_chosen_is_not_overrule
     path = tmp_path / "spool.db"
 
     async def scenario(spooling: SpoolingStore) -> None:
-        real_holds, real_drain = spooling._holds_events, spooling._drain
-        drained = asyncio.Event()
+        real_holds = spooling._holds_events
 
         async def holds_then_fail_over() -> bool:
             found = await real_holds()
@@ -244,18 +261,9 @@ def test_an_admit_that_fails_over_while_the_first_mode_is_chosen_is_not_overrule
             await spooling.spool.admit(0, [admission("meanwhile", "t1")])
             return found
 
-        async def drain() -> None:
-            await real_drain()
-            drained.set()
-
         monkeypatch.setattr(spooling, "_holds_events", holds_then_fail_over)
-        monkeypatch.setattr(spooling, "_drain", drain)
-        spooling.start()
-        try:
-            async with asyncio.timeout(10):
-                await drained.wait()
-        finally:
-            await spooling.stop()
+        drained = drains_signalled(spooling, monkeypatch)
+        await supervised_until(spooling, drained)
 
     run(redis_server, path, scenario)
     assert queued_keys(redis_db) == [b"meanwhile"]
@@ -387,12 +395,7 @@ def test_a_drain_that_keeps_failing_goes_back_to_spooling_and_its_forwarder_deli
             raise RuntimeError("a row the drain cannot read")
 
         monkeypatch.setattr(spooling, "_drain", failing_drain)
-        spooling.start()
-        try:
-            async with asyncio.timeout(10):
-                await started.wait()  # made and started in spool mode only
-        finally:
-            await spooling.stop()
+        await supervised_until(spooling, started)  # made and started in spool mode only
 
     run(redis_server, path, scenario, lambda _: RecordedDelivery(made, started))
     assert made
@@ -470,12 +473,7 @@ def test_a_spool_forwarder_left_by_a_failed_step_is_stopped_before_the_next_star
         monkeypatch.setattr(spooling, "_redis_answers", probe_failing_once_in_spool_mode)
         monkeypatch.setattr(spooling, "_drain", drain_failing_first)
         spooling._set_mode(Mode.DRAINING)
-        spooling.start()
-        try:
-            async with asyncio.timeout(10):
-                await drained.wait()
-        finally:
-            await spooling.stop()
+        await supervised_until(spooling, drained)
 
     run(redis_server, path, scenario, lambda _: RecordedDelivery(made, started))
     assert len(made) == 2
@@ -527,7 +525,10 @@ def test_a_drain_sends_redis_calls_of_bounded_size(
 
 
 def test_a_spool_holding_only_dead_letters_is_drained_at_start(
-    redis_server: RedisServer, redis_db: redis.Redis, tmp_path: Path
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = tmp_path / "spool.db"
 
@@ -536,20 +537,8 @@ def test_a_spool_holding_only_dead_letters_is_drained_at_start(
         (entry,) = await spooling.spool.claim(0, "app", "c", 1, 0)
         await spooling.spool.dead_letter(entry, "app", 500, "refused", 1_000)
         await spooling.spool.transact("expire", lambda db: db.execute("DELETE FROM markers"))
-        real_drain = spooling._drain
-        drained = asyncio.Event()
-
-        async def drain() -> None:
-            await real_drain()
-            drained.set()
-
-        spooling._drain = drain  # type: ignore[method-assign]
-        spooling.start()
-        try:
-            async with asyncio.timeout(10):
-                await drained.wait()
-        finally:
-            await spooling.stop()
+        drained = drains_signalled(spooling, monkeypatch)
+        await supervised_until(spooling, drained)
 
     run(redis_server, path, scenario)
     assert redis_db.xlen("{gw:0}:dead:app") == 1
