@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.bench import Bench, flush_store, prepare_system, run_wrk, start_launch
-from benchmarks.group_run import GroupRun, guarded
+from benchmarks.bench import Bench, prepare_system
+from benchmarks.children import Child
+from benchmarks.group_run import GroupRun, group_json, guarded, measure_started
 from benchmarks.ingest import measure_scenario
 from benchmarks.machine import Pinning
 from benchmarks.outcomes import THROUGHPUT, Scenario, scenario_json
@@ -72,39 +73,27 @@ def _guarded(bench: Bench, scenario: Scenario, run: PairsRun) -> PairsRun:
 
 
 def _measure_run(bench: Bench, scenario: Scenario, run: PairsRun) -> None:
-    flush_store(bench.store_url)  # the previous run's events must not slow this one
-    label = run.label
-    launch = prepare_system(bench, run.system, label)
-    server = start_launch(bench, launch, label)
-    run.argv, run.ready_s = list(server.argv), server.ready_s
-    try:
-        if bench.warmup_s:
-            run_wrk(bench, f"{label}-warmup", scenario, launch.target_url, bench.warmup_s)
-        run.load = measure_scenario(bench, label, server, launch.target_url, scenario, None)
-        if server.returncode is not None:
-            run.error = f"exited with code {server.returncode} during the run\n{server.log_tail()}"
-    finally:
-        bench.children.stop(server)
+    launch = prepare_system(bench, run.system, run.label)
+
+    def measure(server: Child) -> None:
+        run.load = measure_scenario(bench, run.label, server, launch.target_url, scenario, None)
+
+    measure_started(bench, scenario, launch, run, measure)
 
 
 def _as_json(bench: Bench, scenario: Scenario, rounds: int, runs: list[PairsRun]) -> dict[str, Any]:
     measured = [_run_json(run) for run in runs]
-    env = " ".join(f"{k}={v}" for k, v in scenario.wrk_env(None).items())
-    wrk = f"{env} wrk -t{scenario.threads} -c{scenario.connections} -d{bench.duration_s}s"
     return {
         "rounds": rounds,
         "orders": [list(round_order(n)) for n in range(1, rounds + 1)],
-        "duration_s": bench.duration_s,
-        "warmup_s": bench.warmup_s,
         "retries": bench.retries,
-        "pinning": _pinning_note(bench.pinning),
-        "wrk": f"{wrk} --latency -s benchmarks/wrk/{scenario.script}".strip(),
-        "usable": bool(runs) and all(run.usable for run in runs),
-        "flags": [f"{r.system.name} round {r.round}: {f}" for r in runs for f in r.flags()],
-        "error": None,
+        **group_json(
+            bench, scenario, runs, _pinning_note(bench.pinning),
+            lambda r: f"{r.system.name} round {r.round}",
+        ),
         "summary": pairs_summary(measured),
         "runs": measured,
-    }
+    }  # fmt: skip
 
 
 def _run_json(run: PairsRun) -> dict[str, Any]:

@@ -26,14 +26,12 @@ from typing import Any
 
 from benchmarks.bench import (
     Bench,
-    flush_store,
     prepare_system,
     redis_server,
     run_wrk,
-    start_launch,
 )
 from benchmarks.children import Child, ChildFailed
-from benchmarks.group_run import GroupRun, guarded
+from benchmarks.group_run import GroupRun, group_json, guarded, measure_started
 from benchmarks.machine import CpuWatch, Pinning, process_tree, tree_cpu_seconds
 from benchmarks.outcomes import THROUGHPUT, Scenario, scenario_json
 from benchmarks.process_report import workers_summary
@@ -100,22 +98,14 @@ def _guarded(bench: Bench, scenario: Scenario, run: WorkersRun) -> WorkersRun:
 
 
 def _measure_run(bench: Bench, scenario: Scenario, run: WorkersRun) -> None:
-    flush_store(bench.store_url)  # one run's events must not slow the next
-    label = run.label
-    launch = prepare_system(bench, GATEWAY, label)
+    launch = prepare_system(bench, GATEWAY, run.label)
     launch = dataclasses.replace(launch, env={**launch.env, "GATEWAY_WORKERS": str(run.workers)})
-    gateway = start_launch(bench, launch, label)
-    run.argv, run.ready_s = [f"GATEWAY_WORKERS={run.workers}", *gateway.argv], gateway.ready_s
-    try:
-        if bench.warmup_s:
-            run_wrk(bench, f"{label}-warmup", scenario, launch.target_url, bench.warmup_s)
+
+    def measure(gateway: Child) -> None:
         _measure_load(bench, scenario, launch.target_url, gateway, run)
-        if gateway.returncode is not None:
-            run.error = (
-                f"exited with code {gateway.returncode} during the run\n{gateway.log_tail()}"
-            )
-    finally:
-        bench.children.stop(gateway)
+
+    measure_started(bench, scenario, launch, run, measure)
+    run.argv = [f"GATEWAY_WORKERS={run.workers}", *run.argv]
 
 
 def _measure_load(
@@ -140,21 +130,16 @@ def _as_json(
     bench: Bench, scenario: Scenario, pairs: int, runs: list[WorkersRun]
 ) -> dict[str, Any]:
     measured = [_run_json(run) for run in runs]
-    env = " ".join(f"{k}={v}" for k, v in scenario.wrk_env(None).items())
-    wrk = f"{env} wrk -t{scenario.threads} -c{scenario.connections} -d{bench.duration_s}s"
     return {
         "cpus": bench.pinning.nproc,
         "pairs": pairs,
-        "duration_s": bench.duration_s,
-        "warmup_s": bench.warmup_s,
-        "pinning": _pinning_note(bench.pinning),
-        "wrk": f"{wrk} --latency -s benchmarks/wrk/{scenario.script}".strip(),
-        "usable": bool(runs) and all(run.usable for run in runs),
-        "flags": [f"workers {r.workers} pair {r.pair}: {f}" for r in runs for f in r.flags()],
-        "error": None,
+        **group_json(
+            bench, scenario, runs, _pinning_note(bench.pinning),
+            lambda r: f"workers {r.workers} pair {r.pair}",
+        ),
         "summary": workers_summary(measured),
         "runs": measured,
-    }
+    }  # fmt: skip
 
 
 def _run_json(run: WorkersRun) -> dict[str, Any]:

@@ -224,7 +224,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"claim failed: {exc}") from exc
         entries = reply[0][1] if reply else []
-        return await self._parsed(partition, target, entries, 1, first_claim)
+        return await self._parsed(partition, target, entries, first_claim)
 
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
@@ -282,14 +282,13 @@ class RedisStore:
         def parse(partition: int, entry_id: bytes, fields: Any) -> Queued:
             return queued(partition, entry_id, fields, counts.get(entry_id, 1))
 
-        return await self._parsed(partition, target, entries, 1, parse)
+        return await self._parsed(partition, target, entries, parse)
 
     async def _parsed(
         self,
         partition: int,
         target: str,
         entries: list[tuple[bytes, Any]],
-        attempt: int,
         parse: Callable[[int, bytes, Any], Queued],
     ) -> list[Queued]:
         """The claimed entries as Queued. One without an event's fields (written by
@@ -301,7 +300,7 @@ class RedisStore:
                 claimed.append(parse(partition, entry_id, fields))
             except MalformedEntry as exc:
                 now_ms = int(time.time() * 1000)
-                entry = Queued(partition, entry_id, "", "", "", b"", attempt)
+                entry = Queued(partition, entry_id, "", "", "", b"", 1)
                 error = f"malformed stream entry: {exc}"
                 await self.dead_letter(entry, target, 0, error, now_ms)
                 log.error("malformed_entry_dead_lettered", target=target, error=error)

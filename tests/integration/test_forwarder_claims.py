@@ -28,6 +28,19 @@ PARTITIONS = 8
 CONCURRENCY = 4
 
 
+def forwarder_to(
+    port: int, store: RedisStore, consumer: str, concurrency: int = 4
+) -> TargetForwarder:
+    """A forwarder of the target "app" (raw bodies) to the app listening on `port`."""
+    url = f"http://127.0.0.1:{port}/events"
+    app_target = dataclasses.replace(
+        target("raw"), url=url, port=port, path="/events", concurrency=concurrency
+    )
+    metrics = Metrics(CollectorRegistry()).target("app")
+    config = ForwarderConfig(True, 60.0, 100, consumer)
+    return TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+
+
 class SilentApp:
     """An app that reads each request's head and never answers."""
 
@@ -59,13 +72,7 @@ def test_partitions_claiming_side_by_side_hold_no_more_than_the_budget(
             for i in range(20):
                 fields = {"source": "inbox", "type": "message.received", "key": f"p{p}-{i}"}
                 redis_db.xadd(store.keys.stream(p, "app"), {**fields, "body": seed()})
-        url = f"http://127.0.0.1:{port}/events"
-        app_target = dataclasses.replace(
-            target("raw"), url=url, port=port, path="/events", concurrency=CONCURRENCY
-        )
-        metrics = Metrics(CollectorRegistry()).target("app")
-        config = ForwarderConfig(True, 60.0, 100, "budget")
-        forwarder = TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+        forwarder = forwarder_to(port, store, "budget", CONCURRENCY)
         forwarder.start()
         try:
             async with asyncio.timeout(10):
@@ -115,11 +122,7 @@ def test_a_stop_lets_a_claim_blocked_in_redis_return_and_delivers_what_it_claime
         server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         store = RedisStore(store_config(redis_server.url), block_ms=2000)
-        url = f"http://127.0.0.1:{port}/events"
-        app_target = dataclasses.replace(target("raw"), url=url, port=port, path="/events")
-        metrics = Metrics(CollectorRegistry()).target("app")
-        config = ForwarderConfig(True, 60.0, 100, "stopping")
-        forwarder = TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+        forwarder = forwarder_to(port, store, "stopping")
         forwarder.start()
         try:
             blocked = partial(wait_until, lambda: redis_db.info("clients")["blocked_clients"] > 0)
@@ -154,11 +157,7 @@ def test_an_entry_without_an_events_fields_is_dead_lettered_and_the_others_flow(
         redis_db.xadd(stream, {"note": "not an event"})
         fields = {"source": "inbox", "type": "message.received", "key": "fine"}
         redis_db.xadd(stream, {**fields, "body": seed()})
-        url = f"http://127.0.0.1:{port}/events"
-        app_target = dataclasses.replace(target("raw"), url=url, port=port, path="/events")
-        metrics = Metrics(CollectorRegistry()).target("app")
-        config = ForwarderConfig(True, 60.0, 100, "foreign")
-        forwarder = TargetForwarder(app_target, SOURCES, store, config, metrics, False)
+        forwarder = forwarder_to(port, store, "foreign")
         forwarder.start()
         try:
             async with asyncio.timeout(10):
