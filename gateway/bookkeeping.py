@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 import structlog
@@ -34,16 +35,30 @@ class Bookkeeping:
         self._target = target
         self._tasks: set[asyncio.Task[bool]] = set()
         self._acks: dict[int, list[bytes]] = {}
+        # Delivered, the ack gathered or being written: still pending in the store,
+        # and not to be delivered again by a read of this consumer's own pending.
+        self._acking: set[tuple[int, bytes]] = set()
 
     def ack_later(self, entry: Queued) -> None:
         if not self._acks:
             asyncio.get_running_loop().call_later(ACK_DELAY, self.flush_acks)
         self._acks.setdefault(entry.partition, []).append(entry.id)
+        self._acking.add((entry.partition, entry.id))
+
+    def acking(self, partition: int, entry_id: bytes) -> bool:
+        return (partition, entry_id) in self._acking
 
     def flush_acks(self) -> None:
         acks, self._acks = self._acks, {}
         for partition, ids in acks.items():
-            self._own(self._store.ack(partition, self._target, ids))
+            write = self._own(self._store.ack(partition, self._target, ids))
+            write.add_done_callback(partial(self._acked, partition, ids))
+
+    def _acked(self, partition: int, ids: list[bytes], write: asyncio.Task[bool]) -> None:
+        # Written or refused alike: one the store refused stays pending and is
+        # delivered again (by a read of own pending, or the reclaim): at-least-once.
+        for entry_id in ids:
+            self._acking.discard((partition, entry_id))
 
     async def settle(self, write: Coroutine[Any, Any, None]) -> bool:
         """Run one write to the end, even if the caller is cancelled meanwhile;

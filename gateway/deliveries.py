@@ -68,8 +68,11 @@ class Deliveries:
         self._delivering: set[tuple[int, bytes]] = set()  # (partition, entry id) held
 
     def holds(self, entry: Queued) -> bool:
-        """In flight or claimed ahead: not to be started twice."""
-        return (entry.partition, entry.id) in self._delivering
+        """In flight, claimed ahead, or delivered with its ack not yet written: not
+        to be started twice."""
+        if (entry.partition, entry.id) in self._delivering:
+            return True
+        return self._bookkeeping.acking(entry.partition, entry.id)
 
     def start(self, entry: Queued) -> bool:
         """Deliver now or when a slot frees. False once stopped: the entry stays pending."""

@@ -89,6 +89,7 @@ class TargetForwarder:
         # for the call instead: a claim blocked in XREADGROUP would hold them all,
         # and the reclaim loop, which claims only into free slots, would starve.
         self._share = -(-self._free // store.partitions)
+        self._reclaim_extra = max(1, int(target.concurrency * PREFETCH))  # see _reclaim
         self._slot_freed = asyncio.Event()
         self._retry_scheduled = asyncio.Event()
         self._deliveries = Deliveries(
@@ -123,16 +124,29 @@ class TargetForwarder:
         await self._resume_own(partition)
         while not self._stopping:
             await self._wait_for_slot()
+            if self._stopping:
+                return  # no slot came free: a claim now would take what none can deliver
             count = min(self._free, self._config.batch, self._share)
-            claim = partial(
-                self._store.claim, partition, self.target.name, self._consumer, count, BLOCK_MS
-            )
-            claimed = await self._until_ok(claim)
+            try:
+                claimed = await self._store.claim(
+                    partition, self.target.name, self._consumer, count, BLOCK_MS
+                )
+            except StoreUnavailable as exc:
+                # Redis may have run the claim and only its reply was lost: the
+                # entries it handed this consumer are pending under its name, unseen.
+                # Read them back before claiming new ones; else they would wait for
+                # the reclaim, a visibility timeout later. (`_resume_own` waits for
+                # the store, a second at a time.)
+                self._store_down(exc)
+                await self._resume_own(partition)
+                continue
             for entry in claimed:
                 self._start(entry)
 
     async def _resume_own(self, partition: int) -> None:
-        """Deliver what this consumer name had claimed before a crash or restart."""
+        """Deliver what this consumer name had claimed before a crash or restart, or
+        by a claim whose reply was lost; not what it holds: in flight, claimed
+        ahead, or delivered with the ack still to be written."""
         after = b"0"
         while not self._stopping:
             await self._wait_for_slot()
@@ -154,12 +168,21 @@ class TargetForwarder:
                     self._start(entry)
 
     async def _reclaim(self) -> None:
-        """Claim entries that a crashed or frozen consumer left pending too long."""
+        """Claim entries that a crashed or frozen consumer left pending too long.
+
+        They are the oldest events in the queue, so they come before new ones: with
+        no slot free (a backlog keeps every slot busy, and the claim loops take each
+        one that frees), a pass still takes up to `_reclaim_extra` of them, to wait
+        first in line, and the claim loops pause until the budget has room again.
+        Taking only free slots, they waited for the whole backlog to drain."""
         idle_ms = int(self._config.visibility_timeout * 1000)
         while not self._stopping:
             await asyncio.sleep(max(1.0, self._config.visibility_timeout / 4))
             for partition in range(self._store.partitions):
-                if self._free == 0:
+                # Past the budget by at most _reclaim_extra: a pass adds more only
+                # once the last one's have been taken into slots.
+                count = self._free + self._reclaim_extra
+                if count <= 0:
                     break
                 claim = partial(
                     self._store.claim_stale,
@@ -167,7 +190,7 @@ class TargetForwarder:
                     self.target.name,
                     self._consumer,
                     idle_ms,
-                    self._free,
+                    count,
                 )
                 stale = await self._until_ok(claim)
                 for entry in stale:
@@ -199,13 +222,14 @@ class TargetForwarder:
             try:
                 return await call()
             except StoreUnavailable as exc:
-                now = time.monotonic()
-                if now - self._outage_logged >= _OUTAGE_LOG_INTERVAL:
-                    self._outage_logged = now
-                    log.warning(
-                        "forwarder_store_unavailable", target=self.target.name, error=str(exc)
-                    )
+                self._store_down(exc)
                 await asyncio.sleep(_IDLE_RETRY)
+
+    def _store_down(self, exc: StoreUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._outage_logged >= _OUTAGE_LOG_INTERVAL:
+            self._outage_logged = now
+            log.warning("forwarder_store_unavailable", target=self.target.name, error=str(exc))
 
     async def _wait_for_slot(self) -> None:
         """Until a slot is free; then up to CLAIM_GATHER more for a quarter of the

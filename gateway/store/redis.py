@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -111,16 +111,19 @@ class RedisStore:
         return outcomes(flags)
 
     async def _packed(
-        self, packed: bytes, *, link: Link | None = None, reply_within: float | None = None
+        self,
+        packed: bytes,
+        *,
+        link: Link | None = None,
+        reply_within: float | None = None,
+        retries: int = _RETRIES,
     ) -> Any:
         """Send a prebuilt command, retrying as redis-py's client would: up to
-        _RETRIES more times after a connection error or timeout (safe for every
-        caller: a re-sent admit counts once by its request tokens, a re-sent ack
-        changes nothing twice; a re-sent claim (XREADGROUP >) claims the next
-        entries, and those the lost reply carried stay pending under this
-        consumer until the reclaim takes them after the visibility timeout: a
-        delay, never a loss), and loading the scripts once if Redis lost them (a
-        restart empties its script cache). Other errors raise."""
+        `retries` more times after a connection error or timeout (safe for the
+        admit and the ack: a re-sent admit counts once by its request tokens, a
+        re-sent ack changes nothing twice; not for a claim, see `claim`), and
+        loading the scripts once if Redis lost them (a restart empties its script
+        cache). Other errors raise."""
         loaded = False
         failures = 0
         while True:
@@ -133,7 +136,7 @@ class RedisStore:
                 loaded = True  # a re-send after loading is not a retry
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 failures += 1
-                if failures > _RETRIES:
+                if failures > retries:
                     raise
                 await asyncio.sleep(self._backoff.compute(failures))
 
@@ -203,28 +206,37 @@ class RedisStore:
     async def claim(
         self, partition: int, target: str, consumer: str, count: int, block_ms: int
     ) -> list[Queued]:
-        """New entries for this consumer (XREADGROUP >): first delivery of each."""
+        """New entries for this consumer (XREADGROUP >): first delivery of each.
+
+        Never re-sent here: Redis may have run a claim whose reply was lost, and
+        handed this consumer entries it never saw; a re-sent `>` would claim the
+        next ones. It raises StoreUnavailable instead, and the forwarder reads its
+        own pending entries back (`claim_own_pending`) before it claims new ones."""
         stream = self.keys.stream(partition, target)
         block = ("BLOCK", block_ms) if block_ms else ()
         read = resp.command(
             ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, *block, "STREAMS", stream, ">")
         )
         link = self._claim_link(partition, target, consumer)
+        within = self._config.socket_timeout + block_ms / 1000
+        sent = self._packed(read, link=link, reply_within=within, retries=0)
+        reply = await self._group_read(sent, partition, target)
+        entries = reply[0][1] if reply else []
+        return await self._parsed(partition, target, entries, first_claim)
+
+    async def _group_read(self, read: Awaitable[Any], partition: int, target: str) -> Any:
+        """A read of the consumer group's entries; None when the stream or group
+        vanished (a Redis restart without AOF, a FLUSHALL): it is recreated then,
+        empty, instead of every read failing forever."""
         try:
-            reply: Any = await self._packed(
-                read, link=link, reply_within=self._config.socket_timeout + block_ms / 1000
-            )
+            return await read
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise StoreUnavailable(f"claim failed: {exc}") from exc
-            # The stream or group vanished (a Redis restart without AOF, a
-            # FLUSHALL): recreate it instead of failing forever.
             await self.ensure_group(partition, target)
-            return []
+            return None
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"claim failed: {exc}") from exc
-        entries = reply[0][1] if reply else []
-        return await self._parsed(partition, target, entries, first_claim)
 
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
@@ -233,9 +245,8 @@ class RedisStore:
         (XREADGROUP reading its own history)."""
         stream = self.keys.stream(partition, target)
         while True:
-            reply = await self._call(
-                self.redis.xreadgroup(GROUP, consumer, {stream: after}, count=count), "claim"
-            )
+            read = self.redis.xreadgroup(GROUP, consumer, {stream: after}, count=count)
+            reply = await self._group_read(read, partition, target)
             found = reply[0][1] if reply else []
             gone = [i for i, f in found if not f]  # acked and deleted, yet still in our PEL
             if gone:

@@ -17,6 +17,7 @@ from gateway.config import ForwarderConfig
 from gateway.forwarder import PREFETCH, TargetForwarder
 from gateway.metrics import Metrics
 from gateway.store.redis import RedisStore
+from tests.support.faultproxy import DropReplyProxy
 from tests.support.processes import RedisServer, wait_until
 from tests.support.stores import store_config
 from tests.support.webhooks import seed
@@ -29,7 +30,7 @@ CONCURRENCY = 4
 
 
 def forwarder_to(
-    port: int, store: RedisStore, consumer: str, concurrency: int = 4
+    port: int, store: RedisStore, consumer: str, concurrency: int = 4, visibility: float = 60.0
 ) -> TargetForwarder:
     """A forwarder of the target "app" (raw bodies) to the app listening on `port`."""
     url = f"http://127.0.0.1:{port}/events"
@@ -37,7 +38,7 @@ def forwarder_to(
         target("raw"), url=url, port=port, path="/events", concurrency=concurrency
     )
     metrics = Metrics(CollectorRegistry()).target("app")
-    config = ForwarderConfig(True, 60.0, 100, consumer)
+    config = ForwarderConfig(True, visibility, 100, consumer)
     return TargetForwarder(app_target, SOURCES, store, config, metrics, False)
 
 
@@ -90,22 +91,29 @@ def test_partitions_claiming_side_by_side_hold_no_more_than_the_budget(
 
 
 class AnsweringApp:
-    """An app that answers 200 to every request, counting them."""
+    """An app that answers 200 to every request, counting them and recording
+    each one's Idempotency-Key (the raw format's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: int = 1, delay: float = 0.0) -> None:
         self.answered = 0
+        self.keys: list[bytes] = []
         self.first = asyncio.Event()
+        self.enough = asyncio.Event()
+        self._wanted = wanted
+        self._delay = delay  # seconds each request takes
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while head := await reader.readuntil(b"\r\n\r\n"):
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            await reader.readexactly(length)
+            fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+            fields = {name.lower(): value.strip() for name, value in fields.items()}
+            await reader.readexactly(int(fields[b"content-length"]))
+            if self._delay:
+                await asyncio.sleep(self._delay)
             self.answered += 1
+            self.keys.append(fields[b"idempotency-key"])
             self.first.set()
+            if self.answered >= self._wanted:
+                self.enough.set()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
 
@@ -173,4 +181,87 @@ def test_an_entry_without_an_events_fields_is_dead_lettered_and_the_others_flow(
     assert (dead[b"note"], dead[b"status"]) == (b"not an event", b"0")
     assert dead[b"error"].startswith(b"malformed stream entry: no 'source' field")
     assert redis_db.xlen(stream) == 0
+    assert redis_db.xpending(stream, "gateway")["pending"] == 0
+
+
+def test_entries_a_lost_claim_reply_carried_are_delivered_before_new_ones_are_claimed(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Redis ran the claim; the connection dropped before its reply came. Those
+    entries are pending under this consumer, unseen: re-sending `>` claimed the next
+    ones and left these for the reclaim, a visibility timeout (60 s here) later."""
+    events = 10
+    stream = "{gw:0}:q:app"
+    for i in range(events):
+        fields = {"source": "inbox", "type": "message.received", "key": f"k{i}"}
+        redis_db.xadd(stream, {**fields, "body": seed()})
+    # The `>` of a claim of new entries, and only that: resuming reads from "0".
+    proxy = DropReplyProxy(redis_server.port, trigger=b"$1\r\n>\r\n")
+
+    async def scenario() -> list[bytes]:
+        app = AnsweringApp(wanted=events)
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(store_config(f"redis://127.0.0.1:{proxy.port}/0"), block_ms=100)
+        forwarder = forwarder_to(port, store, "lost-reply")
+        proxy.armed.set()
+        forwarder.start()
+        try:
+            async with asyncio.timeout(15):
+                await app.enough.wait()
+        finally:
+            await forwarder.stop(5.0)
+            await store.close()
+            server.close()
+        return app.keys
+
+    try:
+        keys = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    assert proxy.dropped.is_set()  # a claim's reply really was lost
+    assert sorted(keys) == sorted(f"k{i}".encode() for i in range(events))  # each once
+    assert redis_db.xpending(stream, "gateway")["pending"] == 0
+    assert redis_db.xlen(stream) == 0
+
+
+def test_a_dead_consumers_entries_go_ahead_of_a_backlog_that_keeps_every_slot_busy(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """The oldest events in the queue: the reclaim took them only into free slots,
+    and while a backlog kept every slot busy they waited for all of it."""
+    stream = "{gw:0}:q:app"
+    backlog = 120  # 3 s at 4 slots of 0.1 s; the first reclaim pass runs after 1 s
+
+    def add(key: str) -> None:
+        fields = {"source": "inbox", "type": "message.received", "key": key}
+        redis_db.xadd(stream, {**fields, "body": seed()})
+
+    add("dead-0")
+    add("dead-1")
+    redis_db.xgroup_create(stream, "gateway", id="0")
+    redis_db.xreadgroup("gateway", "ghost", {stream: ">"}, count=2)  # then it died
+    for i in range(backlog):
+        add(f"b{i}")
+
+    async def scenario() -> list[bytes]:
+        app = AnsweringApp(wanted=backlog + 2, delay=0.1)
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(store_config(redis_server.url), block_ms=100)
+        forwarder = forwarder_to(port, store, "alive", concurrency=4, visibility=1.0)
+        forwarder.start()
+        try:
+            async with asyncio.timeout(30):
+                await app.enough.wait()
+        finally:
+            await forwarder.stop(5.0)
+            await store.close()
+            server.close()
+        return app.keys
+
+    keys = asyncio.run(scenario())
+    assert sorted(keys) == sorted([b"dead-0", b"dead-1", *(b"b%d" % i for i in range(backlog))])
+    # Taken at the first pass or so, about 40 deliveries in; before, the last two.
+    assert max(keys.index(b"dead-0"), keys.index(b"dead-1")) < backlog - 20
     assert redis_db.xpending(stream, "gateway")["pending"] == 0

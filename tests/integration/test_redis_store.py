@@ -10,7 +10,7 @@ import redis
 
 from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
-from gateway.models import Admission, AdmitOutcome, body_digest
+from gateway.models import Admission, AdmitOutcome, Queued, body_digest
 from gateway.store import lua
 from gateway.store.redis import RedisStore
 from tests.support.faultproxy import DropReplyProxy
@@ -282,6 +282,28 @@ def test_resuming_own_pending_entries_goes_past_a_page_of_ones_already_gone(
 
     assert asyncio.run(scenario()) == ["r2", "r3"]
     assert redis_db.xpending(stream, "gateway")["pending"] == 2  # the gone ones acked
+
+
+def test_resuming_own_pending_entries_recreates_a_vanished_group(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """A Redis restarted without AOF (here a FLUSHALL) has no consumer group. The
+    forwarder reads its own pending entries after a failed claim: that read must
+    recreate the group, as a claim does, not fail every second for good."""
+
+    async def scenario() -> tuple[list[Queued], list[str]]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.ensure_group(0, "app")
+            redis_db.flushall()
+            own = await store.claim_own_pending(0, "app", "c", 10)
+            await store.admit(0, [admission("after", "t1")])
+            claimed = await store.claim(0, "app", "c", 10, 0)
+            return own, [entry.key for entry in claimed]
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ([], ["after"])
 
 
 def test_reclaiming_goes_on_from_where_the_last_scan_stopped(

@@ -56,8 +56,11 @@ class FakeStore:
         self.release = asyncio.Event()
         self.dead: list[bytes] = []
         self.refuse_dead_letters = False
+        self.acks_released: asyncio.Event | None = None  # set: acks wait for it
 
     async def ack(self, partition: int, target: str, ids: list[bytes]) -> None:
+        if self.acks_released is not None:
+            await self.acks_released.wait()
         self.acked += ids
 
     async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
@@ -202,3 +205,25 @@ def test_a_dead_letter_the_store_refused_is_not_counted(
         assert (h.store.dead, dead_letters(h)) == ([b"1-0"], 1)
 
     run(main())
+
+
+def test_a_delivered_entry_is_held_until_its_ack_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Still pending in the store until the ack is written: a read of this consumer's
+    own pending entries then (after a claim's lost reply) must not deliver it again."""
+
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        h = Harness(4, monkeypatch)
+        h.store.acks_released = asyncio.Event()
+        (entry,) = h.start(1)
+        h.pool.posts[0](OK, None)  # delivered: the ack is gathered for ACK_DELAY
+        gathered = h.deliveries.holds(entry)
+        h.deliveries._bookkeeping.flush_acks()  # the gather ends: the ack is written
+        await asyncio.sleep(0)
+        writing = h.deliveries.holds(entry) and h.store.acked == []
+        h.store.acks_released.set()
+        await h.deliveries._bookkeeping.finish(within=1.0)
+        return gathered, writing, h.store.acked == [entry.id], h.deliveries.holds(entry)
+
+    assert run(scenario()) == (True, True, True, False)
