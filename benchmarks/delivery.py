@@ -12,6 +12,10 @@ CPUs) and, for the gateway, an empty store:
 - e2e: wrk posts fresh keys to the gateway (forwarder on) for `duration_s`, with the
   ingest scenarios' 1 KiB bodies (so it compares with their bare row), then the
   backlog drains; delivered/s = sink count / (wrk's duration + drain time).
+
+With drain, post and drain run in `rounds` interleaved rounds, the order reversed every
+other round (benchmarks/drain_rounds.py): the drain target is their ratio, and the
+machine's speed drifts between two measurements minutes apart. e2e runs once, after.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from benchmarks.backlog import Backlog, gateway_config, prefill, seed_event
 from benchmarks.bench import Bench, flush_store, prepare_system, run_wrk, start_launch
 from benchmarks.children import Child, ChildFailed, wait_until
 from benchmarks.delivery_checks import check_count, check_gateway
+from benchmarks.drain_rounds import DRAIN, POST, SIDES, round_order
 from benchmarks.machine import CpuWatch, Pinning
 from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
+from benchmarks.pairs_report import interleaved_rounds
 from benchmarks.systems import FORWARDING_GATEWAY, REPO, SINK, Launch, SystemSetupError
 from benchmarks.wrkout import WrkResult
 from gateway.config import Config
@@ -57,6 +63,7 @@ class DeliveryPlan:
     events: int
     connections: int
     duration_s: int
+    rounds: int = 1  # of post and drain, interleaved; with drain only
 
     def drain_timeout_s(self, events: int) -> float:
         return DRAIN_TIMEOUT_BASE_S + events * DRAIN_TIMEOUT_PER_EVENT_S
@@ -81,19 +88,41 @@ class Sink:
 
 
 def measure_delivery(bench: Bench, plan: DeliveryPlan) -> list[DeliveryOutcome]:
+    """Every measurement, in the order made: with drain, the rounds' (each with its
+    round), else the bare client's alone; then e2e."""
     print(f"\n== delivery: {pinning_line(bench.pinning)}", flush=True)
-    steps: list[tuple[DeliveryOutcome, Callable[[DeliveryOutcome], None]]] = [
-        (DeliveryOutcome("bare_client", "post", expected=plan.events), _bare_client(bench, plan))
-    ]
-    if "drain" in plan.scenarios:
-        drain = DeliveryOutcome("gateway", "drain", expected=plan.events)
-        steps.append((drain, _drain(bench, plan)))
+    if DRAIN in plan.scenarios:
+        both = f"{SIDES[POST]} and {SIDES[DRAIN]}"
+        print(f"   {both} in {interleaved_rounds(plan.rounds)}", flush=True)
+        measured = [
+            _side(bench, plan, side, round_)
+            for round_ in range(1, plan.rounds + 1)
+            for side in round_order(round_)
+        ]
+    else:
+        measured = [_side(bench, plan, POST, None)]
     if "e2e" in plan.scenarios:
-        steps.append((DeliveryOutcome("gateway", "e2e"), _e2e(bench, plan)))
-    for outcome, measure in steps:
-        _guarded(outcome, measure)
-        print(f"   {outcome.system} {outcome.scenario}: {_summary(outcome)}", flush=True)
-    return [outcome for outcome, _ in steps]
+        measured.append(_measured(DeliveryOutcome("gateway", "e2e"), _e2e(bench, plan)))
+    return measured
+
+
+def _side(bench: Bench, plan: DeliveryPlan, side: str, round_: int | None) -> DeliveryOutcome:
+    """One side of the drain target's ratio: the bare client's post or the gateway's
+    drain, in `round_` (None: the only one)."""
+    post = side == POST
+    system = "bare_client" if post else "gateway"
+    outcome = DeliveryOutcome(system, side, round=round_, expected=plan.events)
+    suffix = "" if round_ is None else f"-r{round_}"  # its children and workdirs: unique
+    return _measured(outcome, (_bare_client if post else _drain)(bench, plan, suffix))
+
+
+def _measured(
+    outcome: DeliveryOutcome, measure: Callable[[DeliveryOutcome], None]
+) -> DeliveryOutcome:
+    _guarded(outcome, measure)
+    where = "" if outcome.round is None else f" (round {outcome.round})"
+    print(f"   {outcome.system} {outcome.scenario}{where}: {_summary(outcome)}", flush=True)
+    return outcome
 
 
 def pinning_line(pinning: Pinning) -> str:
@@ -114,11 +143,13 @@ def _guarded(outcome: DeliveryOutcome, measure: Callable[[DeliveryOutcome], None
 # -- the bare client ----------------------------------------------------------------
 
 
-def _bare_client(bench: Bench, plan: DeliveryPlan) -> Callable[[DeliveryOutcome], None]:
+def _bare_client(
+    bench: Bench, plan: DeliveryPlan, suffix: str
+) -> Callable[[DeliveryOutcome], None]:
     def measure(outcome: DeliveryOutcome) -> None:
-        sink = start_sink(bench, "sink-post")
+        sink = start_sink(bench, f"sink-post{suffix}")
         try:
-            _run_bare_client(bench, plan, sink, outcome)
+            _run_bare_client(bench, plan, sink, outcome, f"bare-client{suffix}")
         finally:
             bench.children.stop(sink.child)
 
@@ -126,13 +157,13 @@ def _bare_client(bench: Bench, plan: DeliveryPlan) -> Callable[[DeliveryOutcome]
 
 
 def _run_bare_client(
-    bench: Bench, plan: DeliveryPlan, sink: Sink, outcome: DeliveryOutcome
+    bench: Bench, plan: DeliveryPlan, sink: Sink, outcome: DeliveryOutcome, label: str
 ) -> None:
     argv = [sys.executable, "-m", "benchmarks.bare_client", "--url", sink.url]
     argv += ["--requests", str(plan.events), "--connections", str(plan.connections)]
     outcome.argv = argv = bench.pinning.server(argv)
     sink_cpu_start = sink.cpu_seconds()
-    child = bench.children.start("bare-client", argv, cwd=REPO)
+    child = bench.children.start(label, argv, cwd=REPO)
     code = bench.children.wait(child, BARE_CLIENT_TIMEOUT_S)
     result = _last_json_line(child.output())
     if result is None:
@@ -160,19 +191,21 @@ def _last_json_line(output: str) -> dict[str, Any] | None:
 # -- the gateway draining a backlog ---------------------------------------------------
 
 
-def _drain(bench: Bench, plan: DeliveryPlan) -> Callable[[DeliveryOutcome], None]:
+def _drain(bench: Bench, plan: DeliveryPlan, suffix: str) -> Callable[[DeliveryOutcome], None]:
+    label = f"gateway-drain{suffix}"
+
     def measure(outcome: DeliveryOutcome) -> None:
         flush_store(bench.store_url)
-        sink = start_sink(bench, "sink-drain")
+        sink = start_sink(bench, f"sink-drain{suffix}")
         try:
-            launch = prepare_system(bench, FORWARDING_GATEWAY, "gateway-drain", _to(sink))
+            launch = prepare_system(bench, FORWARDING_GATEWAY, label, _to(sink))
             outcome.argv = list(launch.argv)
             with _backlog(bench, launch) as (backlog, config):
                 outcome.facts["prefill_s"] = round(prefill(config, plan.events), 3)
                 queued = backlog.state().queued
                 if queued != plan.events:
                     raise SystemSetupError(f"prefill left {queued} entries, not {plan.events}")
-                _run_drain(bench, plan, launch, sink, backlog, outcome)
+                _run_drain(bench, plan, launch, sink, backlog, outcome, label)
         finally:
             bench.children.stop(sink.child)
 
@@ -186,8 +219,9 @@ def _run_drain(
     sink: Sink,
     backlog: Backlog,
     outcome: DeliveryOutcome,
+    label: str,
 ) -> None:
-    gateway = start_launch(bench, launch, "gateway-drain")
+    gateway = start_launch(bench, launch, label)
     try:
         ready_at = time.monotonic()
         outcome.facts["sink_at_ready"] = sink.count()

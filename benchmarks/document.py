@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.drain_rounds import rounds_json
 from benchmarks.outcomes import (
     DeliveryOutcome,
     Scenario,
@@ -29,8 +30,10 @@ def document(
     workers: dict[str, Any] | None = None,
     footprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`pairs`, `workers`, `footprint`: those groups' JSON (benchmarks/pairs.py,
-    workers.py, footprint.py), None when they did not run."""
+    """`delivery`: every delivery measurement, those of the interleaved rounds of post and
+    drain with their round (round 1's are the `results` rows). `pairs`, `workers`,
+    `footprint`: those groups' JSON (benchmarks/pairs.py, workers.py, footprint.py), None
+    when they did not run."""
     doc: dict[str, Any] = {
         "run": run,
         "machine": machine,
@@ -59,10 +62,22 @@ def document(
         },
         "delivery": {
             **(delivery_settings or {}),
-            "results": {o.scenario: delivery_json(o) for o in delivery},
+            "results": {o.scenario: delivery_json(o) for o in delivery if o.round in (None, 1)},
         },
     }
+    rounds = _delivery_rounds(delivery)
+    if rounds:
+        doc["delivery"] |= rounds_json(rounds)
     groups = {"pairs": pairs, "workers": workers, "footprint": footprint}
     doc |= {name: group for name, group in groups.items() if group is not None}
     doc["targets"] = targets(doc)
     return doc
+
+
+def _delivery_rounds(delivery: Sequence[DeliveryOutcome]) -> list[dict[str, dict[str, Any]]]:
+    """Round by round, the JSON of its measurements by scenario (post, drain)."""
+    rounds: dict[int, dict[str, dict[str, Any]]] = {}
+    for o in delivery:
+        if o.round is not None:
+            rounds.setdefault(o.round, {})[o.scenario] = delivery_json(o)
+    return [rounds[n] for n in sorted(rounds)]

@@ -165,6 +165,9 @@ class DeliveryOutcome:
 
     system: str  # "bare_client" or "gateway"
     scenario: str  # "post" (the bare client), "drain" or "e2e"
+    # Its interleaved round of post and drain (benchmarks/drain_rounds.py); None: measured
+    # once (e2e, or post without drain).
+    round: int | None = None
     argv: list[str] = field(default_factory=list)
     expected: int | None = None  # what should reach the sink: posted, pre-filled or acked
     events: int | None = None  # what the sink counted
@@ -191,6 +194,12 @@ class DeliveryOutcome:
     @property
     def usable(self) -> bool:
         return self.error is None and bool(self.events)
+
+    @property
+    def name(self) -> str:
+        """What the run's verdict calls it: one of several rounds says which."""
+        name = f"{self.system} {self.scenario}"
+        return name if self.round is None else f"{name} round {self.round}"
 
     def flags(self) -> list[str]:
         """Why this is not a clean measurement; empty when it is."""

@@ -3,6 +3,8 @@ ratio rows of the targets table. Pure: no I/O here.
 
 benchmarks/pairs.py measures; report.py places the section rendered here, and targets.py
 takes the rows' `found` dicts. Like process_report.py, it does not import the harness.
+The pieces of any group of interleaved rounds (the order, the ratios, their median, the
+table) serve the delivery group's rounds too (benchmarks/drain_rounds.py).
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ BASES = ("bare_admit", "bare")  # what the gateway's req/s is divided by, round 
 
 def round_order(round_: int) -> tuple[str, ...]:
     """The systems in the order round `round_` (from 1) runs them: odd rounds the gateway
-    first, even rounds last, so no system always runs first, or always after another."""
-    order = (GATEWAY, *BASES)
+    first, even rounds last."""
+    return alternating((GATEWAY, *BASES), round_)
+
+
+def alternating(order: tuple[str, ...], round_: int) -> tuple[str, ...]:
+    """`order` in odd rounds (from 1), reversed in even ones, so no system always runs
+    first, or always after another."""
     return order if round_ % 2 else order[::-1]
 
 
 def round_ratios(runs: Sequence[dict[str, Any]], base: str) -> list[float | None]:
     """req/s of the gateway over `base`'s, per round (None: a side failed)."""
-    rps = {(r["round"], r["system"]): _rps(r) for r in runs}
-    ratios = []
-    for round_ in sorted({r["round"] for r in runs}):
-        gateway, other = rps.get((round_, GATEWAY)), rps.get((round_, base))
-        ratios.append(round(gateway / other, 6) if gateway and other else None)
-    return ratios
+    rps = {(r["round"], r["system"]): usable_rps(r) for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+    return [ratio(rps.get((n, GATEWAY)), rps.get((n, base))) for n in rounds]
+
+
+def ratio(over: float | None, under: float | None) -> float | None:
+    """One round's ratio; None when either side has no number."""
+    return round(over / under, 6) if over and under else None
 
 
 def pairs_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -37,19 +46,27 @@ def pairs_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     median (None when no round measured both sides)."""
     systems = {}
     for system in (GATEWAY, *BASES):
-        found = [rps for r in runs if r["system"] == system and (rps := _rps(r)) is not None]
-        systems[system] = {"rps": [min(found), max(found)] if found else None, "runs": len(found)}
+        mine = [r for r in runs if r["system"] == system]
+        counted = sum(usable_rps(r) is not None for r in mine)
+        systems[system] = {"rps": rps_range(mine), "runs": counted}
     ratios = {base: round_ratios(runs, base) for base in BASES}
-    medians = {base: _median(found) for base, found in ratios.items()}
+    medians = {base: median(found) for base, found in ratios.items()}
     return {"systems": systems, "ratios": ratios, "median": medians}
 
 
-def _rps(run: dict[str, Any]) -> float | None:
-    """A run's req/s, if it counts: not one whose server exited during the load."""
+def usable_rps(run: dict[str, Any]) -> float | None:
+    """A run's rate, if it counts: not one whose server exited during the load."""
     return run.get("rps") if run.get("usable", True) else None
 
 
-def _median(values: Sequence[float | None]) -> float | None:
+def rps_range(runs: Sequence[dict[str, Any]]) -> list[float] | None:
+    """[lowest, highest] of the runs' rates that count; None when none does."""
+    found = [rps for r in runs if (rps := usable_rps(r)) is not None]
+    return [min(found), max(found)] if found else None
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the rounds that have a number; None when none has."""
     found = [v for v in values if v is not None]
     return round(statistics.median(found), 6) if found else None
 
@@ -66,25 +83,40 @@ def has_ratio(p: dict[str, Any], base: str) -> bool:
 def ratio_target(p: dict[str, Any], base: str, bound: float) -> dict[str, Any]:
     """The median of the per-round ratios, with each round's ratio and both sides' req/s
     in the basis; not clean when any run of the group raised a flag."""
-    value = p["summary"]["median"][base]
+    systems = p["summary"]["systems"]
+    over = f"{GATEWAY} {span_text(systems[GATEWAY]['rps'])}"
+    under = f"{base} {span_text(systems[base]['rps'])} req/s"
     ratios = p["summary"]["ratios"][base]
+    return median_target(ratios, bound, over, under, "the pairs section", clean=not p["flags"])
+
+
+def median_target(
+    ratios: Sequence[float | None],
+    bound: float,
+    over: str,
+    under: str,
+    section: str,
+    *,
+    clean: bool,
+) -> dict[str, Any]:
+    """A targets row's `found` dict: the median of the per-round ratios (at least one),
+    each round's ratio and what `over` / `under` ranged over in the basis."""
+    value = median(ratios)
+    assert value is not None, "a median target needs a round with both sides"
     counted = sum(r is not None for r in ratios)
     rounds = f"{counted} of {len(ratios)}" if counted < len(ratios) else f"{len(ratios)}"
-    systems = p["summary"]["systems"]
     basis = (
         f"median of {rounds} interleaved round{'' if len(ratios) == 1 else 's'}:"
-        f" {', '.join(_ratio(r) for r in ratios)} ({GATEWAY} {_span(systems[GATEWAY]['rps'])}"
-        f" / {base} {_span(systems[base]['rps'])} req/s; the pairs section below)"
+        f" {', '.join(map(ratio_text, ratios))} ({over} / {under}; {section} below)"
     )
-    clean = not p["flags"]
     return {"value": value, "met": value >= bound, "basis": basis, "shown": None, "clean": clean}
 
 
-def _ratio(value: float | None) -> str:
+def ratio_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
-def _span(pair: list[float] | None) -> str:
+def span_text(pair: list[float] | None) -> str:
     if pair is None:
         return "—"
     low, high = (f"{v:,.0f}" for v in pair)
@@ -101,32 +133,51 @@ def pairs_section(p: dict[str, Any]) -> list[str]:
     if p.get("error"):
         return [title, f"✗ failed: {p['error']}"]
     rounds = list(range(1, p["rounds"] + 1))
+    rows = [
+        rounds_row(f"{system} req/s", [r for r in p["runs"] if r["system"] == system], rounds)
+        for system in (GATEWAY, *BASES)
+    ]
+    summary = p["summary"]
+    rows += [
+        ratio_row(f"{GATEWAY} / {base}", summary["ratios"][base], summary["median"][base])
+        for base in BASES
+    ]
+    return [title, rounds_table(rounds, rows), _pairs_note(p)]
+
+
+def rounds_table(rounds: Sequence[int], rows: Sequence[str]) -> str:
+    """A row per system (rounds_row) and per ratio (ratio_row), a column per round."""
     header = "| | " + " | ".join(f"round {n}" for n in rounds) + " | median | status |"
     header += "\n|---|" + "--:|" * (len(rounds) + 1) + "---|"
-    rows = [_system_row(p["runs"], system, rounds) for system in (GATEWAY, *BASES)]
-    for base in BASES:
-        ratios, median = p["summary"]["ratios"][base], p["summary"]["median"][base]
-        cells = [f"{GATEWAY} / {base}", *map(_ratio, ratios), f"**{_ratio(median)}**", ""]
-        rows.append("| " + " | ".join(cells) + " |")
-    return [title, "\n".join([header, *rows]), _pairs_note(p)]
+    return "\n".join([header, *rows])
 
 
-def _system_row(runs: Sequence[dict[str, Any]], system: str, rounds: list[int]) -> str:
-    mine = {r["round"]: r for r in runs if r["system"] == system}
-    rps = [_rps(mine[n]) if n in mine else None for n in rounds]
+def rounds_row(label: str, runs: Sequence[dict[str, Any]], rounds: Sequence[int]) -> str:
+    """One system's rate in each round of the table (from its `runs`, each with its
+    "round"), their median, and the flags its runs raised."""
+    mine = {r["round"]: r for r in runs}
+    rps = [usable_rps(mine[n]) if n in mine else None for n in rounds]
     found = [v for v in rps if v is not None]
-    median = f"{statistics.median(found):,.0f}" if found else "—"
+    middle = f"{statistics.median(found):,.0f}" if found else "—"
     # A failed run's flag carries the child's log tail: its first line only, in a cell.
     flags = [f"round {n}: {f.splitlines()[0]}" for n, r in mine.items() for f in r["flags"]]
     status = "ok" if not flags else "⚠ " + "; ".join(flags)
-    cells = [f"{system} req/s", *("—" if v is None else f"{v:,.0f}" for v in rps), median]
+    cells = [label, *("—" if v is None else f"{v:,.0f}" for v in rps), middle]
     return "| " + " | ".join([*cells, status.replace("|", "/")]) + " |"
 
 
+def ratio_row(label: str, ratios: Sequence[float | None], middle: float | None) -> str:
+    cells = [label, *map(ratio_text, ratios), f"**{ratio_text(middle)}**", ""]
+    return "| " + " | ".join(cells) + " |"
+
+
+def orders_text(orders: Sequence[Sequence[str]]) -> str:
+    """Each round's order, as "round 1: a, b; round 2: b, a"."""
+    return "; ".join(f"round {n}: {', '.join(order)}" for n, order in enumerate(orders, start=1))
+
+
 def _pairs_note(p: dict[str, Any]) -> str:
-    orders = "; ".join(
-        f"round {n}: {', '.join(order)}" for n, order in enumerate(p["orders"], start=1)
-    )
+    orders = orders_text(p["orders"])
     warmup = f"a {p['warmup_s']} s wrk warm-up, then" if p["warmup_s"] else "no warm-up (smoke);"
     return (
         f"The gateway, bare_admit and bare in {interleaved_rounds(p['rounds'])}, the order"

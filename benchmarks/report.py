@@ -1,13 +1,13 @@
 """A run's JSON document (benchmarks/document.py) as the Markdown report: the targets,
-the ingest and delivery tables, the pairs, workers and footprint sections, then how they
-were produced. Pure: no I/O here."""
+the ingest and delivery tables, the delivery rounds, pairs, workers and footprint
+sections, then how they were produced. Pure: no I/O here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks import pairs_report, process_report
+from benchmarks import drain_rounds, pairs_report, process_report
 from benchmarks.outcomes import OTHER_CPU_LIMIT, STEAL_LIMIT
 
 # The ratio columns of the ingest table: req/s relative to these systems, same scenario.
@@ -84,6 +84,8 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
             "\n".join([_DELIVERY_HEADER, *_delivery_rows(delivery["results"])]),
             _delivery_note(delivery),
         ]
+    if delivery.get("rounds"):  # runs from before the rounds have none
+        parts += drain_rounds.rounds_section(delivery)
     if doc.get("pairs"):
         parts += pairs_report.pairs_section(doc["pairs"])
     if doc.get("workers"):

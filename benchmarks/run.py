@@ -13,7 +13,9 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
   on an emptied Redis; latency_half is paced at half the req/s the same system reached
   in throughput;
 - drain and e2e (benchmarks/delivery.py): the delivery half, always the bare client
-  against the gateway with its forwarder on, delivering to a counting sink;
+  against the gateway with its forwarder on, delivering to a counting sink; the bare
+  client and the drain in --rounds interleaved rounds, the order reversed every other
+  round, e2e once after them;
 - pairs (benchmarks/pairs.py): the gateway, bare_admit and bare in --rounds interleaved
   rounds of the throughput load, each a fresh start pinned as in ingest, the order
   reversed every other round: the two ingest ratio targets, free of the machine's drift
@@ -179,7 +181,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        help=f"pairs: interleaved rounds of gateway, bare_admit and bare (default"
+        help="pairs: gateway, bare_admit and bare, and drain: the bare client and the"
+        " gateway draining, each in this many interleaved rounds (default"
         f" {pairs.DEFAULT_ROUNDS}, smoke {pairs.SMOKE_ROUNDS})",
     )
     parser.add_argument(
@@ -251,7 +254,7 @@ def _delivery_plan(args: argparse.Namespace) -> DeliveryPlan | None:
     chosen = tuple(name for name in delivery.SCENARIOS if name in args.scenarios)
     if not chosen:
         return None
-    return DeliveryPlan(chosen, args.events, delivery.CONNECTIONS, args.duration)
+    return DeliveryPlan(chosen, args.events, delivery.CONNECTIONS, args.duration, args.rounds)
 
 
 def _group_measures(args: argparse.Namespace) -> dict[str, GroupMeasure]:
@@ -360,8 +363,8 @@ def verdict(
 ) -> int:
     failed = [o.name for o in outcomes if not o.usable]
     flagged = [o.name for o in outcomes if any(s.flags() for s in o.scenarios)]
-    failed += [f"{d.system} {d.scenario}" for d in delivered if not d.usable]
-    flagged += [f"{d.system} {d.scenario}" for d in delivered if d.usable and d.flags()]
+    failed += [d.name for d in delivered if not d.usable]
+    flagged += [d.name for d in delivered if d.usable and d.flags()]
     failed += [name for name, group in (groups or {}).items() if not group["usable"]]
     flagged += [name for name, g in (groups or {}).items() if g["usable"] and g["flags"]]
     if flagged:

@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 import gateway
-from benchmarks import footprint, pairs, pairs_report, process_report, report, workers
+from benchmarks import (
+    drain_rounds,
+    footprint,
+    pairs,
+    pairs_report,
+    process_report,
+    report,
+    workers,
+)
 from benchmarks.bare_client import SEED, build_request
 from benchmarks.bare_redis import idempotency_key
 from benchmarks.document import document
@@ -33,8 +41,9 @@ from benchmarks.machine import (
 from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
 from benchmarks.pairs_report import pairs_summary, round_order
 from benchmarks.process_report import footprint_facts, workers_summary
-from benchmarks.run import parse_args, required_tools
+from benchmarks.run import _delivery_plan, parse_args, required_tools
 from benchmarks.systems import SYSTEMS
+from benchmarks.targets import DRAIN as DRAIN_ROW
 from benchmarks.targets import READY as READY_ROW
 from benchmarks.targets import RSS as RSS_ROW
 from benchmarks.targets import WORKERS as WORKERS_ROW
@@ -209,6 +218,17 @@ def test_smoke_runs_fewer_rounds_worker_pairs_and_footprint_events() -> None:
     assert parse_args(["--rounds", "5"]).rounds == 5
 
 
+def test_rounds_sets_the_rounds_of_pairs_and_of_drain() -> None:
+    args = parse_args(["--rounds", "5"])
+
+    plan = _delivery_plan(args)
+
+    assert (args.rounds, plan and plan.rounds) == (5, 5)
+    smoke = _delivery_plan(parse_args(["--smoke"]))
+    assert smoke is not None
+    assert smoke.rounds == pairs.SMOKE_ROUNDS
+
+
 def test_process_tree_cpu_counts_the_processes_below_the_root() -> None:
     # A shell whose child spins for 0.3 s of CPU, then sleeps: the shell itself uses
     # next to none, so the tree reaching 0.25 s (/proc counts whole clock ticks) counts
@@ -227,13 +247,10 @@ def test_process_tree_cpu_counts_the_processes_below_the_root() -> None:
     assert tree_cpu_seconds(shell.pid) is None
 
 
-def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
-    outcomes = [
-        DeliveryOutcome("bare_client", "post", expected=1000, events=1000, seconds=0.02),
-        DeliveryOutcome("gateway", "drain", expected=1000, events=1000, seconds=0.2),
-    ]
+def _delivery_document(outcomes: list[DeliveryOutcome]) -> dict:
+    """document() of a run that measured only these delivery outcomes."""
     settings = {"events": 1000, "connections": 64, "duration_s": 1, "wrk_threads": 1}
-    doc = document(
+    return document(
         run={"started": "now", "command": "python -m benchmarks.run"},
         machine={"nproc": 2, "cpu_model": "x", "kernel": "k", "python": "3", "redis": "7"}
         | {"wrk": "4", "packages": {}, "pinning": {"note": "n"}},
@@ -243,10 +260,21 @@ def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
         delivery_settings=settings,
     )
 
+
+def test_delivery_table_compares_every_row_with_the_bare_client() -> None:
+    doc = _delivery_document(
+        [
+            DeliveryOutcome("bare_client", "post", expected=1000, events=1000, seconds=0.02),
+            DeliveryOutcome("gateway", "drain", expected=1000, events=1000, seconds=0.2),
+        ]
+    )
+
     text = report.markdown(doc)
 
     assert "| gateway | drain | 1,000 | 0.20 | 5,000 | 0.10x | — | — |" in text
     assert doc["delivery"]["results"]["drain"]["rps"] == 5000.0
+    assert "rounds" not in doc["delivery"]  # the bare client alone, or a run before rounds
+    assert drain_rounds.TITLE not in text
 
 
 # -- the issue's targets and the report, from made-up numbers ----------------------------
@@ -462,6 +490,177 @@ def test_pairs_section_gives_req_s_and_ratios_per_round_and_how_they_were_measur
     assert "`wrk` (measured again, up to 2 times" in text
 
 
+# -- the delivery group's interleaved rounds of post and drain --------------------------------
+
+
+def _side(system: str, rps: float | None) -> dict:
+    """One measurement's JSON as delivery_json writes it; rps None: it failed, though the
+    sink had counted some events by then (a rate that must not count)."""
+    if rps is None:
+        flags = ["failed: the gateway exited\nTraceback (most recent call last):"]
+        return {"system": system, "rps": 1_000.0, "usable": False, "flags": flags}
+    return {"system": system, "rps": rps, "usable": True, "flags": []}
+
+
+def _made_up_rounds(rounds: list[tuple[float | None, float | None]]) -> dict:
+    """The delivery section of a run whose rounds measured (drain, post) events/s; its
+    `results` are round 1's, as document() makes them."""
+    measured = [
+        {"drain": _side("gateway", drain), "post": _side("bare_client", post)}
+        for drain, post in rounds
+    ]
+    return {"results": dict(measured[0]), **drain_rounds.rounds_json(measured)}
+
+
+# Per round drain / post 0.50, 0.40, 0.44: the median (0.44) is not round 1's ratio (the
+# single ratio of `results`), the mean (0.447, shown 0.45x), the lowest or the highest.
+DRAIN_ROUNDS = [(20_000, 40_000), (17_000, 42_500), (17_600, 40_000)]
+
+
+def _drain_row(delivery: dict) -> dict:
+    run = _made_up_run()
+    rows = {row["measure"]: row for row in targets(run | {"delivery": run["delivery"] | delivery})}
+    return rows[DRAIN_ROW]
+
+
+def test_drain_rounds_alternate_the_bare_client_and_the_gateway() -> None:
+    assert drain_rounds.round_order(1) == ("post", "drain")
+    assert drain_rounds.round_order(2) == ("drain", "post")
+    assert drain_rounds.round_order(3) == drain_rounds.round_order(1)
+    delivery = _made_up_rounds(DRAIN_ROUNDS)
+    assert [r["order"] for r in delivery["rounds"]] == [
+        ["post", "drain"],
+        ["drain", "post"],
+        ["post", "drain"],
+    ]
+
+
+def test_drain_row_takes_the_median_of_the_interleaved_rounds() -> None:
+    delivery = _made_up_rounds(DRAIN_ROUNDS)
+
+    row = _drain_row(delivery)
+
+    assert delivery["rounds_summary"]["ratios"] == [0.5, 0.4, 0.44]
+    assert (row["value"], row["met"], row["clean"]) == (0.44, False, True)
+    assert row["basis"] == (
+        "median of 3 interleaved rounds: 0.50x, 0.40x, 0.44x (gateway drain 17,000-20,000"
+        " / bare client 40,000-42,500 events/s; the delivery rounds section below)"
+    )
+
+
+def test_an_unusable_drain_round_is_left_out_of_the_median() -> None:
+    delivery = _made_up_rounds([DRAIN_ROUNDS[0], (None, 42_500), DRAIN_ROUNDS[2]])
+
+    row = _drain_row(delivery)
+
+    assert delivery["rounds"][1]["ratio"] is None
+    assert delivery["rounds_summary"]["usable_rounds"] == 2
+    assert row["value"] == 0.47  # of 0.50 and 0.44
+    assert row["basis"].startswith(
+        "median of 2 of 3 interleaved rounds: 0.50x, —, 0.44x (gateway drain 17,600-20,000"
+        " / bare client 40,000-42,500 events/s;"
+    )
+    assert row["clean"] is False  # the failed round's flag
+    _, table, _ = drain_rounds.rounds_section(delivery | {"events": 1000})
+    # A failed run's flag carries its log's tail: the first line only, in a cell.
+    assert (
+        "| gateway drain events/s | 20,000 | — | 17,600 | 18,800 | ⚠ round 2: failed: the" in table
+    )
+    assert "Traceback" not in table
+
+
+def test_a_single_usable_drain_round_gives_the_single_ratio_of_round_1() -> None:
+    delivery = _made_up_rounds([(60_000, 100_000), (None, 40_000), (17_600, None)])
+
+    row = _drain_row(delivery)
+
+    assert (row["value"], row["met"], row["clean"]) == (0.6, True, False)
+    assert row["basis"] == (
+        "gateway drain 60,000 / bare_client post 100,000 events/s;"
+        " round 1 alone: 1 of 3 interleaved rounds measured both"
+    )
+
+
+def test_a_run_of_one_drain_round_gives_the_single_ratio_as_before_the_rounds() -> None:
+    row = _drain_row(_made_up_rounds([(60_000, 100_000)]))
+    older = _drain_row({})  # a document from before the rounds
+
+    assert row == older
+    assert (row["value"], row["clean"]) == (0.6, True)
+    assert row["basis"] == "gateway drain 60,000 / bare_client post 100,000 events/s"
+
+
+def test_a_flagged_drain_round_makes_the_row_not_clean() -> None:
+    delivery = _made_up_rounds(DRAIN_ROUNDS)
+    delivery["rounds"][2]["post"]["flags"] = ["other processes used 30% of a core"]
+    delivery["rounds_summary"] = drain_rounds.rounds_summary(delivery["rounds"])
+
+    row = _drain_row(delivery)
+
+    assert (row["value"], row["clean"]) == (0.44, False)  # still the median, marked
+    assert delivery["rounds_summary"]["flags"] == [
+        "bare client post round 3: other processes used 30% of a core"
+    ]
+    text = "\n".join(drain_rounds.rounds_section(delivery | {"events": 1000}))
+    assert (
+        "| bare client post events/s | 40,000 | 42,500 | 40,000 | 40,000 | ⚠ round 3: other" in text
+    )
+
+
+def test_drain_rounds_section_gives_events_s_and_ratios_per_round_and_how() -> None:
+    delivery = _made_up_rounds(DRAIN_ROUNDS) | {"events": 100_000}
+
+    title, table, note = drain_rounds.rounds_section(delivery)
+
+    assert title == "## Drain vs bare client, interleaved rounds"
+    assert table.splitlines() == [
+        "| | round 1 | round 2 | round 3 | median | status |",
+        "|---|--:|--:|--:|--:|---|",
+        "| gateway drain events/s | 20,000 | 17,000 | 17,600 | 17,600 | ok |",
+        "| bare client post events/s | 40,000 | 42,500 | 40,000 | 40,000 | ok |",
+        "| gateway drain / bare client post | 0.50x | 0.40x | 0.44x | **0.44x** |  |",
+    ]
+    orders = "(round 1: post, drain; round 2: drain, post; round 3: post, drain)"
+    assert orders in note
+    assert "the same 100,000 events" in note
+    assert note.endswith("The Delivery table shows round 1.")  # no e2e in this run
+
+
+def test_document_keeps_round_1_as_the_delivery_rows_and_every_round_apart() -> None:
+    def measured(scenario: str, round_: int | None, seconds: float) -> DeliveryOutcome:
+        system = "gateway" if scenario != "post" else "bare_client"
+        return DeliveryOutcome(system, scenario, round=round_, events=1000, seconds=seconds)
+
+    outcomes = [
+        *(measured("post", 1, 0.02), measured("drain", 1, 0.2)),
+        *(measured("drain", 2, 0.25), measured("post", 2, 0.04)),
+        *(measured("post", 3, 0.025), measured("drain", 3, 0.1)),
+        measured("e2e", None, 1.0),
+    ]
+
+    doc = _delivery_document(outcomes)
+
+    delivery = doc["delivery"]
+    assert {k: r["rps"] for k, r in delivery["results"].items()} == {
+        "post": 50_000.0,
+        "drain": 5_000.0,
+        "e2e": 1_000.0,
+    }
+    assert [(r["round"], r["drain"]["rps"], r["post"]["rps"]) for r in delivery["rounds"]] == [
+        (1, 5_000.0, 50_000.0),
+        (2, 4_000.0, 25_000.0),
+        (3, 10_000.0, 40_000.0),
+    ]
+    assert delivery["rounds_summary"]["median"] == 0.16  # of 0.10, 0.16, 0.25
+    assert {row["measure"]: row for row in doc["targets"]}[DRAIN_ROW]["value"] == 0.16
+    text = report.markdown(doc)
+    assert "| gateway | drain | 1,000 | 0.20 | 5,000 | 0.10x |" in text  # round 1's
+    note, section = text.index("- post: `python"), text.index(drain_rounds.TITLE)
+    assert note < section < text.index("Machine:")
+    assert "The Delivery table shows round 1. e2e runs once, after the rounds." in text
+    assert [o.name for o in outcomes[-2:]] == ["gateway drain round 3", "gateway e2e"]
+
+
 def test_rss_row_judges_1m_events_by_size_and_growth_since_200k() -> None:
     samples = [(0, 40.0), (210_000, 46.0), (600_000, 46.2), (1_020_000, 46.5)]
     run = _made_up_run() | {"footprint": _made_up_footprint(samples)}
@@ -629,8 +828,8 @@ def _bodies_posted_by_wrk(env: dict[str, str]) -> list[bytes]:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     """`python -m benchmarks.run --smoke`: every system, every scenario, 1 s each; then
-    the delivery rows, one round of the pairs, one pair of 1 and 2 workers, and the
-    footprint over 20k events."""
+    one round of post and drain and the e2e row, one round of the pairs, one pair of 1
+    and 2 workers, and the footprint over 20k events."""
     missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"benchmark smoke run needs {' and '.join(missing)} on PATH")
@@ -697,17 +896,54 @@ def test_smoke_drain_delivers_exactly_the_prefilled_events(smoke: tuple[dict, st
     doc, output, _ = smoke
 
     delivery = doc["delivery"]
-    events = delivery["events"]
-    bare, drain = delivery["results"]["post"], delivery["results"]["drain"]
+    results = delivery["results"]
+    _delivered_exactly(results["post"], results["drain"], delivery["events"], output)
+    e2e = results["e2e"]
+    assert e2e["usable"], output
+    assert e2e["events"] >= e2e["expected"] > 0, output  # every acked event delivered
+
+
+def _delivered_exactly(post: dict, drain: dict, events: int, output: str) -> None:
+    """The bare client and the drain each delivered the run's `events`, no more, no less."""
     assert drain["expected"] == events, output
     assert drain["events"] == events, output  # the sink's count: no loss, no duplicate
     assert drain["queue_after"] == {"queued": 0, "pending": 0, "retrying": 0, "dead": 0}
-    client = bare["client"]
+    client = post["client"]
     assert (client["requests"], client["errors"], client["non2xx"]) == (events, 0, 0), output
-    assert bare["events"] == events, output
-    e2e = delivery["results"]["e2e"]
-    assert e2e["usable"], output
-    assert e2e["events"] >= e2e["expected"] > 0, output  # every acked event delivered
+    assert post["events"] == events, output
+
+
+@pytest.mark.integration
+def test_smoke_delivery_runs_the_rounds_of_post_and_drain_with_exact_counts(
+    smoke: tuple[dict, str, Path],
+) -> None:
+    doc, output, out = smoke
+    delivery, smoke_rounds = doc["delivery"], range(1, pairs.SMOKE_ROUNDS + 1)
+
+    assert doc["run"]["rounds"] == pairs.SMOKE_ROUNDS  # --rounds: pairs and drain alike
+    rounds = delivery["rounds"]
+    orders = [(n, list(drain_rounds.round_order(n))) for n in smoke_rounds]
+    assert [(r["round"], r["order"]) for r in rounds] == orders, output
+    for r in rounds:
+        post, drain = r["post"], r["drain"]
+        assert (post["usable"], drain["usable"]) == (True, True), output
+        _delivered_exactly(post, drain, delivery["events"], output)
+        # A fresh gateway with a workdir of its own in every round.
+        assert drain["argv"][-1].endswith(f"/gateway-drain-r{r['round']}/gateway.forwarding.yaml")
+        assert r["ratio"] is not None
+        assert f"   gateway drain (round {r['round']}): " in output
+    assert (rounds[0]["post"], rounds[0]["drain"]) == (
+        delivery["results"]["post"],
+        delivery["results"]["drain"],
+    )
+    summary = delivery["rounds_summary"]
+    assert summary["ratios"] == [r["ratio"] for r in rounds]
+    assert summary["usable_rounds"] == len(rounds)
+    # One round gives no median: the row is round 1's single ratio, as before the rounds.
+    row = {row["measure"]: row for row in doc["targets"]}[DRAIN_ROW]
+    assert row["basis"].startswith("gateway drain "), row
+    text = (out / f"{doc['run']['stamp']}.md").read_text()
+    assert "## Drain vs bare client, interleaved rounds" in text
 
 
 @pytest.mark.integration
