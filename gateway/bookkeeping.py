@@ -48,6 +48,9 @@ class Bookkeeping:
     def acking(self, partition: int, entry_id: bytes) -> bool:
         return (partition, entry_id) in self._acking
 
+    def acking_ids(self) -> set[tuple[int, bytes]]:
+        return set(self._acking)
+
     def flush_acks(self) -> None:
         acks, self._acks = self._acks, {}
         for partition, ids in acks.items():

@@ -70,9 +70,16 @@ class Deliveries:
     def holds(self, entry: Queued) -> bool:
         """In flight, claimed ahead, or delivered with its ack not yet written: not
         to be started twice."""
-        if (entry.partition, entry.id) in self._delivering:
+        return self.holds_id(entry.partition, entry.id)
+
+    def holds_id(self, partition: int, entry_id: bytes) -> bool:
+        if (partition, entry_id) in self._delivering:
             return True
-        return self._bookkeeping.acking(entry.partition, entry.id)
+        return self._bookkeeping.acking(partition, entry_id)
+
+    def held(self) -> set[tuple[int, bytes]]:
+        """A copy of what `holds` answers True for now: (partition, entry id)."""
+        return self._delivering | self._bookkeeping.acking_ids()
 
     def start(self, entry: Queued) -> bool:
         """Deliver now or when a slot frees. False once stopped: the entry stays pending."""

@@ -48,6 +48,11 @@ CLAIM_GATHER = 0.002  # seconds a claim waits for more free slots (see _wait_for
 # to 29.5-31.3k events/s).
 PREFETCH = 0.5
 _OUTAGE_LOG_INTERVAL = 10.0  # one log line per target per 10 s while the store is down
+_CLAIM_BACKOFF = 0.025  # seconds after a failed claim, doubled per failure in a row, to 1 s
+# Pending entries of this consumer listed when looking for orphans: more than it can
+# hold (the claim budget, the reclaim's extra, one per partition) for any sane concurrency;
+# an orphan past them is reclaimed after the visibility timeout.
+_SCAN = 1000
 
 
 class _Stopped(Exception):
@@ -87,9 +92,12 @@ class TargetForwarder:
         # budget of 6 with 8 partitions; held ones then outwait the visibility
         # timeout, and another consumer delivers them too). Slots are not reserved
         # for the call instead: a claim blocked in XREADGROUP would hold them all,
-        # and the reclaim loop, which claims only into free slots, would starve.
+        # and the reclaim loop would be left its small extra (see _reclaim) alone.
         self._share = -(-self._free // store.partitions)
-        self._reclaim_extra = max(1, int(target.concurrency * PREFETCH))  # see _reclaim
+        # See _reclaim. A quarter of the slots: with the claimed-ahead half, entries
+        # waiting for a slot stay under one slot's worth, so none waits more than
+        # about one target timeout (what config.risks' visibility rule assumes).
+        self._reclaim_extra = max(1, target.concurrency // 4)
         self._slot_freed = asyncio.Event()
         self._retry_scheduled = asyncio.Event()
         self._deliveries = Deliveries(
@@ -122,6 +130,7 @@ class TargetForwarder:
     async def _consume(self, partition: int) -> None:
         await self._until_ok(lambda: self._store.ensure_group(partition, self.target.name))
         await self._resume_own(partition)
+        failures = 0  # claims failed in a row
         while not self._stopping:
             await self._wait_for_slot()
             if self._stopping:
@@ -132,21 +141,37 @@ class TargetForwarder:
                     partition, self.target.name, self._consumer, count, BLOCK_MS
                 )
             except StoreUnavailable as exc:
-                # Redis may have run the claim and only its reply was lost: the
-                # entries it handed this consumer are pending under its name, unseen.
-                # Read them back before claiming new ones; else they would wait for
-                # the reclaim, a visibility timeout later. (`_resume_own` waits for
-                # the store, a second at a time.)
+                failures += 1
                 self._store_down(exc)
-                await self._resume_own(partition)
+                await self._take_orphans(partition)
+                # Backed off: a claim can keep failing while other calls succeed
+                # (Redis at maxclients for a new claim connection, a full disk
+                # under the spool); without a pause that was ~600 claims a second.
+                await asyncio.sleep(min(_IDLE_RETRY, _CLAIM_BACKOFF * 2**failures))
                 continue
+            failures = 0
             for entry in claimed:
                 self._start(entry)
 
+    async def _take_orphans(self, partition: int) -> None:
+        """Redis may have run a failed claim and lost only its reply: the entries it
+        handed this consumer are pending under its name, unseen. They are taken
+        again before any new claim; else they would wait for the reclaim, a
+        visibility timeout later. What this consumer holds is left alone."""
+
+        def holds(entry_id: bytes) -> bool:
+            return self._deliveries.holds_id(partition, entry_id)
+
+        claim = partial(
+            self._store.claim_orphans, partition, self.target.name, self._consumer, holds, _SCAN
+        )
+        for entry in await self._until_ok(claim):
+            if not self._deliveries.holds(entry):  # taken by the reclaim meanwhile
+                self._start(entry)
+
     async def _resume_own(self, partition: int) -> None:
-        """Deliver what this consumer name had claimed before a crash or restart, or
-        by a claim whose reply was lost; not what it holds: in flight, claimed
-        ahead, or delivered with the ack still to be written."""
+        """Deliver what this consumer name had claimed before a crash or restart
+        (at start: it holds nothing yet)."""
         after = b"0"
         while not self._stopping:
             await self._wait_for_slot()
@@ -170,11 +195,12 @@ class TargetForwarder:
     async def _reclaim(self) -> None:
         """Claim entries that a crashed or frozen consumer left pending too long.
 
-        They are the oldest events in the queue, so they come before new ones: with
-        no slot free (a backlog keeps every slot busy, and the claim loops take each
-        one that frees), a pass still takes up to `_reclaim_extra` of them, to wait
-        first in line, and the claim loops pause until the budget has room again.
-        Taking only free slots, they waited for the whole backlog to drain."""
+        They are the oldest events in the queue, so they go ahead of entries not yet
+        claimed: with no slot free (a backlog keeps every slot busy, and the claim
+        loops take each one that frees), a pass still takes up to `_reclaim_extra`
+        of them, to wait behind the entries already claimed ahead, and the claim
+        loops pause until the budget has room again. Taking only free slots, they
+        waited for the whole backlog to drain."""
         idle_ms = int(self._config.visibility_timeout * 1000)
         while not self._stopping:
             await asyncio.sleep(max(1.0, self._config.visibility_timeout / 4))
@@ -192,9 +218,13 @@ class TargetForwarder:
                     idle_ms,
                     count,
                 )
+                held = self._deliveries.held()  # XAUTOCLAIM may take our own slow ones
                 stale = await self._until_ok(claim)
                 for entry in stale:
-                    if not self._deliveries.holds(entry):
+                    # Held before the call and finished during it (acked after Redis
+                    # handed it back): not to be sent again.
+                    key = (entry.partition, entry.id)
+                    if key not in held and not self._deliveries.holds(entry):
                         self._start(entry)
 
     async def _promote(self, partition: int) -> None:
@@ -239,6 +269,9 @@ class TargetForwarder:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLAIM_GATHER):
                     await self._wait_for_free(self._gather_at)
+            # Meanwhile another partition's claim or the reclaim may have taken the
+            # slots: a claim of COUNT 0 or less would take no limit at all.
+            await self._wait_for_free(1)
 
     async def _wait_for_free(self, slots: int) -> None:
         while self._free < slots and not self._stopping:

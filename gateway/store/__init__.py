@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from gateway.models import Admission, AdmitOutcome, Queued
@@ -50,6 +50,18 @@ class DeliveryStore(Store, Protocol):
     async def claim_own_pending(
         self, partition: int, target: str, consumer: str, count: int, after: bytes = b"0"
     ) -> list[Queued]: ...
+
+    async def claim_orphans(
+        self,
+        partition: int,
+        target: str,
+        consumer: str,
+        holds: Callable[[bytes], bool],
+        scan: int,
+    ) -> list[Queued]:
+        """Entries pending under `consumer` that it does not hold, taken again: what
+        a failed claim may have handed it (its reply lost) without its knowing."""
+        ...
 
     async def claim_stale(
         self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int

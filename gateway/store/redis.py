@@ -257,6 +257,31 @@ class RedisStore:
                 return await self._with_delivery_counts(partition, target, consumer, entries)
             after = found[-1][0]
 
+    async def claim_orphans(
+        self,
+        partition: int,
+        target: str,
+        consumer: str,
+        holds: Callable[[bytes], bool],
+        scan: int,
+    ) -> list[Queued]:
+        """Entries pending under this consumer that it does not hold (`holds(id)`
+        False): what a claim whose reply was lost handed it, or an ack the store
+        refused. XPENDING lists the consumer's pending entries (up to `scan`)
+        without touching them; XCLAIM then takes only the orphans. Unlike a read
+        of the consumer's history, that raises no delivery counter of an entry
+        in flight, and an entry acked in between is no longer pending, so XCLAIM
+        leaves it out: what was delivered meanwhile never comes back."""
+        stream = self.keys.stream(partition, target)
+        listed = self.redis.xpending_range(stream, GROUP, "-", "+", scan, consumername=consumer)
+        pending = await self._group_read(listed, partition, target)
+        orphans = [p["message_id"] for p in pending or () if not holds(p["message_id"])]
+        if not orphans:
+            return []
+        claimed = await self._call(self.redis.xclaim(stream, GROUP, consumer, 0, orphans), "claim")
+        entries = [(i, f) for i, f in claimed if f]  # one deleted meanwhile has no fields
+        return await self._with_delivery_counts(partition, target, consumer, entries)
+
     async def claim_stale(
         self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[Queued]:

@@ -151,6 +151,18 @@ class SqliteStore:
         )
         return tables.queued(rows)
 
+    async def claim_orphans(
+        self,
+        partition: int,
+        target: str,
+        consumer: str,
+        holds: Callable[[bytes], bool],
+        scan: int,
+    ) -> list[Queued]:
+        """None here: a claim is one transaction in this process, so one that
+        failed claimed nothing, and no reply can be lost on the way back."""
+        return []
+
     async def claim_stale(
         self, partition: int, target: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[Queued]:

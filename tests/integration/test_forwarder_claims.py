@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from functools import partial
 
 import pytest
@@ -231,7 +232,7 @@ def test_a_dead_consumers_entries_go_ahead_of_a_backlog_that_keeps_every_slot_bu
     """The oldest events in the queue: the reclaim took them only into free slots,
     and while a backlog kept every slot busy they waited for all of it."""
     stream = "{gw:0}:q:app"
-    backlog = 120  # 3 s at 4 slots of 0.1 s; the first reclaim pass runs after 1 s
+    backlog = 240  # 3 s at 8 slots of 0.1 s; the first reclaim pass runs after 1 s
 
     def add(key: str) -> None:
         fields = {"source": "inbox", "type": "message.received", "key": key}
@@ -249,7 +250,8 @@ def test_a_dead_consumers_entries_go_ahead_of_a_backlog_that_keeps_every_slot_bu
         server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         store = RedisStore(store_config(redis_server.url), block_ms=100)
-        forwarder = forwarder_to(port, store, "alive", concurrency=4, visibility=1.0)
+        # concurrency 8: a reclaim pass may take 2 past the budget (a quarter of it)
+        forwarder = forwarder_to(port, store, "alive", concurrency=8, visibility=1.0)
         forwarder.start()
         try:
             async with asyncio.timeout(30):
@@ -262,6 +264,61 @@ def test_a_dead_consumers_entries_go_ahead_of_a_backlog_that_keeps_every_slot_bu
 
     keys = asyncio.run(scenario())
     assert sorted(keys) == sorted([b"dead-0", b"dead-1", *(b"b%d" % i for i in range(backlog))])
-    # Taken at the first pass or so, about 40 deliveries in; before, the last two.
-    assert max(keys.index(b"dead-0"), keys.index(b"dead-1")) < backlog - 20
+    # Taken at the first pass or so, about 80 deliveries in; before, the last two.
+    assert max(keys.index(b"dead-0"), keys.index(b"dead-1")) < backlog - 40
     assert redis_db.xpending(stream, "gateway")["pending"] == 0
+
+
+def test_claim_replies_lost_again_and_again_under_a_backlog_deliver_each_entry_once(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Replies dropped over and over while deliveries finish and their acks are
+    written: the entries a lost reply carried are delivered, and none that was in
+    flight, claimed ahead or being acked when the loss was handled goes out twice."""
+    partitions, per_partition = 4, 300
+    store = RedisStore(store_config(redis_server.url, partitions=partitions))
+    for p in range(partitions):
+        for i in range(per_partition):
+            fields = {"source": "inbox", "type": "message.received", "key": f"p{p}-{i}"}
+            redis_db.xadd(store.keys.stream(p, "app"), {**fields, "body": seed()})
+    proxy = DropReplyProxy(redis_server.port, trigger=b"$1\r\n>\r\n")
+    stop_arming = threading.Event()
+
+    def arm_again_and_again() -> None:
+        # At most 40 losses, 50 ms apart: the drain is under way all along, and
+        # the claims' backoff stays short once the losses stop.
+        for _ in range(40):
+            if stop_arming.wait(0.05):
+                return
+            proxy.armed.set()
+
+    async def scenario() -> list[bytes]:
+        app = AnsweringApp(wanted=partitions * per_partition, delay=0.005)
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        lossy = RedisStore(store_config(url, partitions=partitions), block_ms=100)
+        forwarder = forwarder_to(port, lossy, "lossy", concurrency=32)
+        forwarder.start()
+        try:
+            async with asyncio.timeout(45):
+                await app.enough.wait()
+            await asyncio.sleep(0.5)  # a duplicate still on its way lands in `keys`
+        finally:
+            await forwarder.stop(5.0)
+            await lossy.close()
+            server.close()
+        return app.keys
+
+    arming = threading.Thread(target=arm_again_and_again, daemon=True)
+    arming.start()
+    try:
+        keys = asyncio.run(scenario())
+    finally:
+        stop_arming.set()
+        proxy.close()
+    assert proxy.dropped.is_set()
+    expected = [f"p{p}-{i}".encode() for p in range(partitions) for i in range(per_partition)]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    assert twice == []
+    assert sorted(keys) == sorted(expected)
