@@ -275,10 +275,14 @@ class RedisStore:
         stream = self.keys.stream(partition, target)
         listed = self.redis.xpending_range(stream, GROUP, "-", "+", scan, consumername=consumer)
         pending = await self._group_read(listed, partition, target)
-        orphans = [p["message_id"] for p in pending or () if not holds(p["message_id"])]
+        orphans = [p for p in pending or () if not holds(p["message_id"])]
         if not orphans:
             return []
-        claimed = await self._call(self.redis.xclaim(stream, GROUP, consumer, 0, orphans), "claim")
+        # Each orphan's idle time only grows until XCLAIM: one that another consumer
+        # reclaimed in between (idle ~0 since) is not taken back from it.
+        idle = min(p["time_since_delivered"] for p in orphans)
+        ids = [p["message_id"] for p in orphans]
+        claimed = await self._call(self.redis.xclaim(stream, GROUP, consumer, idle, ids), "claim")
         entries = [(i, f) for i, f in claimed if f]  # one deleted meanwhile has no fields
         return await self._with_delivery_counts(partition, target, consumer, entries)
 

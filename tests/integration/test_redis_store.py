@@ -306,6 +306,35 @@ def test_resuming_own_pending_entries_recreates_a_vanished_group(
     assert asyncio.run(scenario()) == ([], ["after"])
 
 
+def test_orphans_are_taken_back_and_what_the_consumer_holds_is_left_untouched(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """After a failed claim: of this consumer's pending entries, those it does not
+    hold come back (their attempt counts the lost claim and the retake); an acked
+    one does not, and a held one's delivery counter is not raised."""
+    stream = "{gw:0}:q:app"
+
+    async def scenario() -> tuple[list[tuple[str, int]], int]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.admit(0, [admission(f"o{i}", f"t{i}") for i in range(4)])
+            await store.ensure_group(0, "app")
+            first = await store.claim(0, "app", "c", 4, 0)  # its reply "lost"
+            await store.ack(0, "app", [first[0].id])  # delivered and acked meanwhile
+            held = first[1].id  # still in flight
+
+            def holds(entry_id: bytes) -> bool:
+                return entry_id == held
+
+            orphans = await store.claim_orphans(0, "app", "c", holds, 100)
+            (pending,) = redis_db.xpending_range(stream, "gateway", held, held, 1)
+            return [(e.key, e.attempt) for e in orphans], pending["times_delivered"]
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ([("o2", 2), ("o3", 2)], 1)
+
+
 def test_reclaiming_goes_on_from_where_the_last_scan_stopped(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
