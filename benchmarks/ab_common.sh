@@ -82,7 +82,14 @@ ab_cpu_us() {
 
 # ab_profile_start PID SECONDS: with PROFILE=out.svg, py-spy records PID (250 Hz) for at
 # most SECONDS in the background; PROFILE_FORMAT=raw writes collapsed stacks instead.
+# STRACE=out.txt instead counts the system calls of PID and its threads (strace -c -f)
+# over the same span: strace slows the process, so read its counts, not its times.
 ab_profile_start() {
+  if [ -n "${STRACE:-}" ]; then
+    strace -c -f -p "$1" -o "$STRACE" 2>/dev/null &
+    AB_SPY=$!
+    return 0
+  fi
   [ -n "${PROFILE:-}" ] || return 0
   .venv/bin/py-spy record -o "$PROFILE" -f "${PROFILE_FORMAT:-flamegraph}" -p "$1" -r 250 -d "$2" --nonblocking >/dev/null 2>&1 &
   AB_SPY=$!
@@ -91,8 +98,8 @@ ab_profile_start() {
 # ab_profile_end [now]: waits for the recording to end; with "now", ends it first
 # (SIGINT: py-spy writes what it has).
 ab_profile_end() {
-  [ -n "${PROFILE:-}" ] || return 0
-  [ "${1:-}" = now ] && kill -INT "$AB_SPY"
+  [ -n "${PROFILE:-}${STRACE:-}" ] || return 0
+  { [ "${1:-}" = now ] || [ -n "${STRACE:-}" ]; } && kill -INT "$AB_SPY"
   wait "$AB_SPY" 2>/dev/null
   return 0
 }

@@ -6,6 +6,7 @@
 # Usage: benchmarks/cpu_per_delivery.sh LABEL [EVENTS]   (interleave runs of two versions)
 # PROFILE=out.svg records the drain with py-spy (pip install py-spy); PROFILE_FORMAT=raw
 # writes collapsed stacks instead.
+# STRACE=out.txt counts its system calls instead (strace -c -f; ab_common.sh).
 set -u
 cd "$(dirname "$0")/.."
 . benchmarks/ab_common.sh

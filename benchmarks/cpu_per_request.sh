@@ -5,6 +5,7 @@
 # Usage: benchmarks/cpu_per_request.sh LABEL   (interleave runs of the two versions)
 # PROFILE=out.svg records the measured 6 s with py-spy (pip install py-spy);
 # PROFILE_FORMAT=raw writes collapsed stacks instead. STATS=1 prints Redis' command stats.
+# STRACE=out.txt counts the system calls of the measured 6 s instead (strace -c -f).
 set -u
 cd "$(dirname "$0")/.."
 . benchmarks/ab_common.sh

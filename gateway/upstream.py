@@ -107,12 +107,11 @@ class Pool:
         event: benchmarks/cpu_per_delivery.sh). Otherwise (a connect, a queue for a
         slot) a task takes the `request` path, and the resend after a stale
         keep-alive a task of its own. If `post` raises, `done` never runs."""
-        loop = asyncio.get_running_loop()
         if self._idle and self._active < self._concurrency and not self._closed:
             conn = self._idle.pop()
             if not conn.transport.is_closing():
                 self._active += 1
-                deadline = loop.time() + self.timeout
+                deadline = conn.loop.time() + self.timeout
                 try:
                     conn.post(data, deadline, partial(self._posted, conn, data, deadline, done))
                 except BaseException:
