@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any
 
@@ -48,7 +48,11 @@ CLAIM_GATHER = 0.002  # seconds a claim waits for more free slots (see _wait_for
 # to 29.5-31.3k events/s).
 PREFETCH = 0.5
 _OUTAGE_LOG_INTERVAL = 10.0  # one log line per target per 10 s while the store is down
-_CLAIM_BACKOFF = 0.025  # seconds after a failed claim, doubled per failure in a row, to 1 s
+# Seconds after a failed claim: 50 ms after the first, doubled per failure in a row, to
+# _IDLE_RETRY. The exponent is capped: 2.0**1024 overflows, and a claim loop that
+# raised OverflowError after ~17 minutes of failures never claimed again (review).
+_CLAIM_BACKOFF = 0.025
+_BACKOFF_DOUBLINGS = 16
 # Pending entries of this consumer listed when looking for orphans: more than it can
 # hold (the claim budget, the reclaim's extra, one per partition) for any sane concurrency;
 # an orphan past them is reclaimed after the visibility timeout.
@@ -98,6 +102,15 @@ class TargetForwarder:
         # waiting for a slot stay under one slot's worth, so none waits more than
         # about one target timeout (what config.risks' visibility rule assumes).
         self._reclaim_extra = max(1, target.concurrency // 4)
+        # Entries asked for by claims still on their way (XREADGROUP may block): the
+        # reclaim and the orphans' retake leave room for them, or a burst of new
+        # entries answering those claims came on top (30 held against a budget of
+        # 12 with 8 partitions, in a review's test).
+        self._claiming = 0
+        # Set while the reclaim has a full page of stale entries in hand: the claim
+        # loops wait, so the oldest events go first and take the slots the claims
+        # would have asked for (see _reclaim).
+        self._reclaim_first = False
         self._slot_freed = asyncio.Event()
         self._retry_scheduled = asyncio.Event()
         self._deliveries = Deliveries(
@@ -136,10 +149,11 @@ class TargetForwarder:
             if self._stopping:
                 return  # no slot came free: a claim now would take what none can deliver
             count = min(self._free, self._config.batch, self._share)
+            claim = partial(
+                self._store.claim, partition, self.target.name, self._consumer, count, BLOCK_MS
+            )
             try:
-                claimed = await self._store.claim(
-                    partition, self.target.name, self._consumer, count, BLOCK_MS
-                )
+                claimed = await self._counted(count, claim)
             except StoreUnavailable as exc:
                 failures += 1
                 self._store_down(exc)
@@ -147,7 +161,8 @@ class TargetForwarder:
                 # Backed off: a claim can keep failing while other calls succeed
                 # (Redis at maxclients for a new claim connection, a full disk
                 # under the spool); without a pause that was ~600 claims a second.
-                await asyncio.sleep(min(_IDLE_RETRY, _CLAIM_BACKOFF * 2**failures))
+                doublings = min(failures, _BACKOFF_DOUBLINGS)
+                await asyncio.sleep(min(_IDLE_RETRY, _CLAIM_BACKOFF * 2**doublings))
                 continue
             failures = 0
             for entry in claimed:
@@ -162,20 +177,29 @@ class TargetForwarder:
         def holds(entry_id: bytes) -> bool:
             return self._deliveries.holds_id(partition, entry_id)
 
+        count = self._room()
+        if count <= 0:
+            return  # left pending: the next failed claim's retake, or the reclaim
         claim = partial(
-            self._store.claim_orphans, partition, self.target.name, self._consumer, holds, _SCAN
+            self._store.claim_orphans,
+            partition,
+            self.target.name,
+            self._consumer,
+            holds,
+            _SCAN,
+            count,
         )
-        for entry in await self._until_ok(claim):
-            if not self._deliveries.holds(entry):  # taken by the reclaim meanwhile
-                self._start(entry)
+        held = self._deliveries.held()
+        self._start_unless_held(await self._until_ok(claim), held)
 
     async def _resume_own(self, partition: int) -> None:
         """Deliver what this consumer name had claimed before a crash or restart
-        (at start: it holds nothing yet)."""
+        (at start, before its first claim; the reclaim may already be running)."""
         after = b"0"
         while not self._stopping:
             await self._wait_for_slot()
-            count = min(self._free, self._config.batch)
+            # Every partition resumes side by side: each leaves room for the others'.
+            count = max(1, min(self._free - self._claiming, self._config.batch))
             claim = partial(
                 self._store.claim_own_pending,
                 partition,
@@ -184,13 +208,12 @@ class TargetForwarder:
                 count,
                 after,
             )
-            own = await self._until_ok(claim)
+            held = self._deliveries.held()  # the reclaim runs alongside
+            own = await self._until_ok(partial(self._counted, count, claim))
             if not own:
                 return
             after = own[-1].id
-            for entry in own:
-                if not self._deliveries.holds(entry):
-                    self._start(entry)
+            self._start_unless_held(own, held)
 
     async def _reclaim(self) -> None:
         """Claim entries that a crashed or frozen consumer left pending too long.
@@ -198,34 +221,70 @@ class TargetForwarder:
         They are the oldest events in the queue, so they go ahead of entries not yet
         claimed: with no slot free (a backlog keeps every slot busy, and the claim
         loops take each one that frees), a pass still takes up to `_reclaim_extra`
-        of them, to wait behind the entries already claimed ahead, and the claim
-        loops pause until the budget has room again. Taking only free slots, they
-        waited for the whole backlog to drain."""
+        of them, to wait behind the entries already claimed ahead. Taking only free
+        slots, they waited for the whole backlog to drain. A full page means more
+        may wait (a dead consumer's whole budget): the claim loops pause, and the
+        next page goes out once room is free, not a visibility timeout later."""
         idle_ms = int(self._config.visibility_timeout * 1000)
         while not self._stopping:
             await asyncio.sleep(max(1.0, self._config.visibility_timeout / 4))
             for partition in range(self._store.partitions):
-                # Past the budget by at most _reclaim_extra: a pass adds more only
-                # once the last one's have been taken into slots.
-                count = self._free + self._reclaim_extra
-                if count <= 0:
-                    break
-                claim = partial(
-                    self._store.claim_stale,
-                    partition,
-                    self.target.name,
-                    self._consumer,
-                    idle_ms,
-                    count,
-                )
-                held = self._deliveries.held()  # XAUTOCLAIM may take our own slow ones
-                stale = await self._until_ok(claim)
-                for entry in stale:
-                    # Held before the call and finished during it (acked after Redis
-                    # handed it back): not to be sent again.
-                    key = (entry.partition, entry.id)
-                    if key not in held and not self._deliveries.holds(entry):
-                        self._start(entry)
+                try:
+                    await self._reclaim_pages(partition, idle_ms)
+                finally:
+                    if self._reclaim_first:
+                        self._reclaim_first = False
+                        self._slot_freed.set()  # the claim loops go on
+
+    async def _reclaim_pages(self, partition: int, idle_ms: int) -> None:
+        while not self._stopping:
+            count = self._room()
+            if count <= 0:
+                return  # an earlier pass's extra still waits for slots
+            claim = partial(
+                self._store.claim_stale,
+                partition,
+                self.target.name,
+                self._consumer,
+                idle_ms,
+                count,
+            )
+            held = self._deliveries.held()  # XAUTOCLAIM may take our own slow ones
+            stale = await self._until_ok(claim)
+            self._start_unless_held(stale, held)
+            if len(stale) < count:
+                return  # none left, or this scan's share of the pending list seen
+            # The claims on their way return (within BLOCK_MS) and none goes out
+            # meanwhile, so the room waited for is not promised to them too.
+            self._reclaim_first = True
+            await self._wait_for_room(self._reclaim_extra)
+
+    def _room(self) -> int:
+        """How many a reclaim or an orphans' retake may take: the free slots no claim
+        on its way has asked for, plus `_reclaim_extra` past the budget (the oldest
+        entries go ahead of a backlog that keeps every slot busy), less what is
+        already past it. So the forwarder holds at most the budget, one more per
+        partition (the claims' shares round up) and the extra."""
+        if self._free < 0:
+            return max(0, self._free + self._reclaim_extra)
+        return max(0, self._free - self._claiming) + self._reclaim_extra
+
+    async def _counted(
+        self, count: int, claim: Callable[[], Coroutine[Any, Any, list[Queued]]]
+    ) -> list[Queued]:
+        self._claiming += count
+        try:
+            return await claim()
+        finally:
+            self._claiming -= count
+            self._slot_freed.set()  # the reclaim may be waiting for this room
+
+    def _start_unless_held(self, entries: list[Queued], held: set[tuple[int, bytes]]) -> None:
+        for entry in entries:
+            # Held when the call began and finished during it (acked after Redis
+            # handed it back), or held now: not to be sent again.
+            if (entry.partition, entry.id) not in held and not self._deliveries.holds(entry):
+                self._start(entry)
 
     async def _promote(self, partition: int) -> None:
         """Put due retries back on the stream, waking early when one is scheduled."""
@@ -262,8 +321,12 @@ class TargetForwarder:
             log.warning("forwarder_store_unavailable", target=self.target.name, error=str(exc))
 
     async def _wait_for_slot(self) -> None:
-        """Until a slot is free; then up to CLAIM_GATHER more for a quarter of the
-        slots: claiming as each slot frees was one XREADGROUP per ~25 events."""
+        """Until the reclaim lets claims go on and a slot is free; then up to
+        CLAIM_GATHER more for a quarter of the slots: claiming as each slot frees
+        was one XREADGROUP per ~25 events."""
+        while self._reclaim_first and not self._stopping:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
         await self._wait_for_free(1)
         if self._free < self._gather_at:
             with contextlib.suppress(TimeoutError):
@@ -275,6 +338,12 @@ class TargetForwarder:
 
     async def _wait_for_free(self, slots: int) -> None:
         while self._free < slots and not self._stopping:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    async def _wait_for_room(self, slots: int) -> None:
+        """Until `slots` are free that no claim on its way has asked for."""
+        while self._free - self._claiming < slots and not self._stopping:
             self._slot_freed.clear()
             await self._slot_freed.wait()
 

@@ -58,9 +58,12 @@ class DeliveryStore(Store, Protocol):
         consumer: str,
         holds: Callable[[bytes], bool],
         scan: int,
+        count: int,
     ) -> list[Queued]:
-        """Entries pending under `consumer` that it does not hold, taken again: what
-        a failed claim may have handed it (its reply lost) without its knowing."""
+        """Up to `count` entries pending under `consumer` (of the first `scan`) that
+        it does not hold, taken again: what a failed claim may have handed it (its
+        reply lost) without its knowing. Their attempt stays what the lost claim
+        counted: the retake is not another attempt."""
         ...
 
     async def claim_stale(

@@ -210,8 +210,8 @@ class RedisStore:
 
         Never re-sent here: Redis may have run a claim whose reply was lost, and
         handed this consumer entries it never saw; a re-sent `>` would claim the
-        next ones. It raises StoreUnavailable instead, and the forwarder reads its
-        own pending entries back (`claim_own_pending`) before it claims new ones."""
+        next ones. It raises StoreUnavailable instead, and the forwarder takes the
+        entries it does not hold back (`claim_orphans`) before it claims new ones."""
         stream = self.keys.stream(partition, target)
         block = ("BLOCK", block_ms) if block_ms else ()
         read = resp.command(
@@ -264,26 +264,40 @@ class RedisStore:
         consumer: str,
         holds: Callable[[bytes], bool],
         scan: int,
+        count: int,
     ) -> list[Queued]:
-        """Entries pending under this consumer that it does not hold (`holds(id)`
-        False): what a claim whose reply was lost handed it, or an ack the store
-        refused. XPENDING lists the consumer's pending entries (up to `scan`)
-        without touching them; XCLAIM then takes only the orphans. Unlike a read
-        of the consumer's history, that raises no delivery counter of an entry
+        """Up to `count` entries pending under this consumer that it does not hold
+        (`holds(id)` False): what a claim whose reply was lost handed it, or an ack
+        the store refused. XPENDING lists the consumer's pending entries (up to
+        `scan`) without touching them; XCLAIM then takes only the orphans. Unlike a
+        read of the consumer's history, that raises no delivery counter of an entry
         in flight, and an entry acked in between is no longer pending, so XCLAIM
         leaves it out: what was delivered meanwhile never comes back."""
         stream = self.keys.stream(partition, target)
         listed = self.redis.xpending_range(stream, GROUP, "-", "+", scan, consumername=consumer)
         pending = await self._group_read(listed, partition, target)
-        orphans = [p for p in pending or () if not holds(p["message_id"])]
+        orphans = [p for p in pending or () if not holds(p["message_id"])][:count]
         if not orphans:
             return []
-        # Each orphan's idle time only grows until XCLAIM: one that another consumer
-        # reclaimed in between (idle ~0 since) is not taken back from it.
-        idle = min(p["time_since_delivered"] for p in orphans)
-        ids = [p["message_id"] for p in orphans]
-        claimed = await self._call(self.redis.xclaim(stream, GROUP, consumer, idle, ids), "claim")
-        entries = [(i, f) for i, f in claimed if f]  # one deleted meanwhile has no fields
+        # One XCLAIM per orphan, pipelined, each with its own idle time as min-idle:
+        # an orphan another consumer reclaimed after XPENDING listed it has been idle
+        # less since, and stays with that consumer. (With the least idle time of all,
+        # a fresh orphan's ~0 ms took such an entry back: two gateways delivered it.)
+        # RETRYCOUNT keeps the delivery counter: the lost claim counted this attempt,
+        # and with `max_attempts: 1` a raised one dead-lettered events never sent.
+        pipe = self.redis.pipeline(transaction=False)
+        for p in orphans:
+            pipe.xclaim(
+                stream,
+                GROUP,
+                consumer,
+                p["time_since_delivered"],
+                [p["message_id"]],
+                retrycount=p["times_delivered"],
+            )
+        replies = await self._call(pipe.execute(), "claim")
+        # One deleted meanwhile comes back without fields; one not claimed, not at all.
+        entries = [(i, f) for claimed in replies for i, f in claimed if f]
         return await self._with_delivery_counts(partition, target, consumer, entries)
 
     async def claim_stale(

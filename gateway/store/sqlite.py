@@ -158,6 +158,7 @@ class SqliteStore:
         consumer: str,
         holds: Callable[[bytes], bool],
         scan: int,
+        count: int,
     ) -> list[Queued]:
         """None here: a claim is one transaction in this process, so one that
         failed claimed nothing, and no reply can be lost on the way back."""

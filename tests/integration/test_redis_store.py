@@ -310,8 +310,9 @@ def test_orphans_are_taken_back_and_what_the_consumer_holds_is_left_untouched(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
     """After a failed claim: of this consumer's pending entries, those it does not
-    hold come back (their attempt counts the lost claim and the retake); an acked
-    one does not, and a held one's delivery counter is not raised."""
+    hold come back, at the attempt the lost claim counted (the retake is not
+    another: with `max_attempts: 1` a raised counter dead-lettered them unsent);
+    an acked one does not, and a held one's delivery counter is not raised."""
     stream = "{gw:0}:q:app"
 
     async def scenario() -> tuple[list[tuple[str, int]], int]:
@@ -326,13 +327,49 @@ def test_orphans_are_taken_back_and_what_the_consumer_holds_is_left_untouched(
             def holds(entry_id: bytes) -> bool:
                 return entry_id == held
 
-            orphans = await store.claim_orphans(0, "app", "c", holds, 100)
+            orphans = await store.claim_orphans(0, "app", "c", holds, 100, 10)
             (pending,) = redis_db.xpending_range(stream, "gateway", held, held, 1)
             return [(e.key, e.attempt) for e in orphans], pending["times_delivered"]
         finally:
             await store.close()
 
-    assert asyncio.run(scenario()) == ([("o2", 2), ("o3", 2)], 1)
+    assert asyncio.run(scenario()) == ([("o2", 1), ("o3", 1)], 1)
+
+
+def test_an_orphan_another_consumer_reclaimed_meanwhile_stays_with_it(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """Between this consumer's XPENDING and its XCLAIM, another gateway's reclaim
+    takes an old orphan of ours and starts delivering it. Each orphan is claimed
+    with its own idle time: with the least of all (a fresh orphan's, ~0 ms) that
+    one was taken back, and both gateways delivered it. At most `count` come back."""
+    stream = "{gw:0}:q:app"
+
+    async def scenario() -> tuple[list[str], dict[bytes, str]]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            keys = ["old", "fresh", "fresh2"]
+            await store.admit(0, [admission(k, f"t{i}") for i, k in enumerate(keys)])
+            await store.ensure_group(0, "app")
+            (old,) = await store.claim(0, "app", "c", 1, 0)
+            redis_db.xclaim(stream, "gateway", "c", 0, [old.id], idle=120_000)  # long an orphan
+            await store.claim(0, "app", "c", 2, 0)  # a claim whose reply was "lost": idle ~0
+
+            def holds(entry_id: bytes) -> bool:
+                if entry_id == old.id:  # called between XPENDING and XCLAIM
+                    redis_db.xautoclaim(stream, "gateway", "d", 60_000, "0-0")
+                return False
+
+            orphans = await store.claim_orphans(0, "app", "c", holds, 100, 2)
+            listed = redis_db.xpending_range(stream, "gateway", "-", "+", 10)
+            owners = {p["message_id"]: p["consumer"].decode() for p in listed}
+            return [e.key for e in orphans], {old.id: owners[old.id]}
+        finally:
+            await store.close()
+
+    orphans, owners = asyncio.run(scenario())
+    assert orphans == ["fresh"]  # count 2: "old" was one of them, and is gone to "d"
+    assert list(owners.values()) == ["d"]
 
 
 def test_reclaiming_goes_on_from_where_the_last_scan_stopped(

@@ -10,9 +10,11 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from gateway import forwarder as forwarder_module
 from gateway.config import ForwarderConfig
 from gateway.errors import StoreUnavailable
 from gateway.forwarder import TargetForwarder
@@ -24,13 +26,15 @@ CLAIMS = 5
 
 
 class FailingClaims:
-    """Claims fail; everything else answers at once, with nothing."""
+    """Claims fail (`claims` of them, then they succeed with nothing); everything
+    else answers at once, with nothing."""
 
     partitions = 1
 
-    def __init__(self) -> None:
+    def __init__(self, claims: int = CLAIMS) -> None:
         self.claimed_at: list[float] = []
         self.enough = asyncio.Event()
+        self._claims = claims
 
     async def ensure_group(self, partition: int, target: str) -> None:
         pass
@@ -39,14 +43,22 @@ class FailingClaims:
         return []
 
     async def claim_orphans(
-        self, partition: int, target: str, consumer: str, holds: Callable[[bytes], bool], scan: int
+        self,
+        partition: int,
+        target: str,
+        consumer: str,
+        holds: Callable[[bytes], bool],
+        scan: int,
+        count: int,
     ) -> list[Queued]:
         return []
 
     async def claim(self, *args: Any) -> list[Queued]:
         self.claimed_at.append(asyncio.get_running_loop().time())
-        if len(self.claimed_at) >= CLAIMS:
-            self.enough.set()
+        if len(self.claimed_at) > self._claims:
+            self.enough.set()  # the claim loop is still claiming after them all
+            await asyncio.sleep(0.01)  # a claim blocked in XREADGROUP, empty
+            return []
         raise StoreUnavailable("claim failed: max number of clients reached")
 
     async def claim_stale(self, *args: Any) -> list[Queued]:
@@ -69,7 +81,7 @@ def test_a_claim_that_keeps_failing_is_retried_with_a_growing_pause() -> None:
                 await store.enough.wait()
         finally:
             await forwarder.stop(0.1)
-        at = store.claimed_at
+        at = store.claimed_at[:CLAIMS]
         return [later - earlier for earlier, later in itertools.pairwise(at)]
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -77,3 +89,29 @@ def test_a_claim_that_keeps_failing_is_retried_with_a_growing_pause() -> None:
     # Back to back before (about 600 claims a second); now 50, 100, 200, 400 ms at
     # least (uvloop's timers may fire up to a millisecond early).
     assert all(p >= 0.025 * 2 ** (n + 1) - 0.002 for n, p in enumerate(pauses[: CLAIMS - 1]))
+
+
+def test_a_claim_loop_outlives_a_thousand_failed_claims_in_a_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pause doubled without end: after 1,024 failures in a row (about 17
+    minutes at 1 s each) 2.0**1024 raised OverflowError and the partition's claim
+    loop ended for good, silently. The pauses are made 0 here, only to be quick."""
+    monkeypatch.setattr(forwarder_module, "_IDLE_RETRY", 0.0)
+
+    async def scenario() -> int:
+        store = FailingClaims(claims=1100)
+        config = ForwarderConfig(True, 60.0, 100, "failing")
+        metrics = Metrics(CollectorRegistry()).target("app")
+        any_store: Any = store
+        forwarder = TargetForwarder(target("raw"), SOURCES, any_store, config, metrics, False)
+        forwarder.start()
+        try:
+            async with asyncio.timeout(20):
+                await store.enough.wait()
+        finally:
+            await forwarder.stop(0.1)
+        return len(store.claimed_at)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) > 1100
