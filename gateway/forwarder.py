@@ -199,7 +199,7 @@ class TargetForwarder:
         while not self._stopping:
             await self._wait_for_slot()
             # Every partition resumes side by side: each leaves room for the others'.
-            count = max(1, min(self._free - self._claiming, self._config.batch))
+            count = max(1, min(self._unasked, self._config.batch))
             claim = partial(
                 self._store.claim_own_pending,
                 partition,
@@ -229,14 +229,17 @@ class TargetForwarder:
         while not self._stopping:
             await asyncio.sleep(max(1.0, self._config.visibility_timeout / 4))
             for partition in range(self._store.partitions):
-                try:
-                    await self._reclaim_pages(partition, idle_ms)
-                finally:
-                    if self._reclaim_first:
-                        self._reclaim_first = False
-                        self._slot_freed.set()  # the claim loops go on
+                await self._reclaim_pages(partition, idle_ms)
 
     async def _reclaim_pages(self, partition: int, idle_ms: int) -> None:
+        try:
+            await self._reclaim_page_by_page(partition, idle_ms)
+        finally:
+            if self._reclaim_first:
+                self._reclaim_first = False
+                self._slot_freed.set()  # the claim loops go on
+
+    async def _reclaim_page_by_page(self, partition: int, idle_ms: int) -> None:
         while not self._stopping:
             count = self._room()
             if count <= 0:
@@ -257,7 +260,7 @@ class TargetForwarder:
             # The claims on their way return (within BLOCK_MS) and none goes out
             # meanwhile, so the room waited for is not promised to them too.
             self._reclaim_first = True
-            await self._wait_for_room(self._reclaim_extra)
+            await self._wait_until(lambda: self._unasked >= self._reclaim_extra)
 
     def _room(self) -> int:
         """How many a reclaim or an orphans' retake may take: the free slots no claim
@@ -267,7 +270,12 @@ class TargetForwarder:
         partition (the claims' shares round up) and the extra."""
         if self._free < 0:
             return max(0, self._free + self._reclaim_extra)
-        return max(0, self._free - self._claiming) + self._reclaim_extra
+        return max(0, self._unasked) + self._reclaim_extra
+
+    @property
+    def _unasked(self) -> int:
+        """Free slots that no claim on its way has asked for."""
+        return self._free - self._claiming
 
     async def _counted(
         self, count: int, claim: Callable[[], Coroutine[Any, Any, list[Queued]]]
@@ -277,7 +285,8 @@ class TargetForwarder:
             return await claim()
         finally:
             self._claiming -= count
-            self._slot_freed.set()  # the reclaim may be waiting for this room
+            if self._reclaim_first:
+                self._slot_freed.set()  # the reclaim waits for this room
 
     def _start_unless_held(self, entries: list[Queued], held: set[tuple[int, bytes]]) -> None:
         for entry in entries:
@@ -324,26 +333,19 @@ class TargetForwarder:
         """Until the reclaim lets claims go on and a slot is free; then up to
         CLAIM_GATHER more for a quarter of the slots: claiming as each slot frees
         was one XREADGROUP per ~25 events."""
-        while self._reclaim_first and not self._stopping:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-        await self._wait_for_free(1)
+        await self._wait_until(lambda: not self._reclaim_first and self._free >= 1)
         if self._free < self._gather_at:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLAIM_GATHER):
-                    await self._wait_for_free(self._gather_at)
+                    await self._wait_until(lambda: self._free >= self._gather_at)
             # Meanwhile another partition's claim or the reclaim may have taken the
             # slots: a claim of COUNT 0 or less would take no limit at all.
-            await self._wait_for_free(1)
+            await self._wait_until(lambda: self._free >= 1)
 
-    async def _wait_for_free(self, slots: int) -> None:
-        while self._free < slots and not self._stopping:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-
-    async def _wait_for_room(self, slots: int) -> None:
-        """Until `slots` are free that no claim on its way has asked for."""
-        while self._free - self._claiming < slots and not self._stopping:
+    async def _wait_until(self, ready: Callable[[], bool]) -> None:
+        """Until `ready()` (rechecked whenever a slot frees or the reclaim lets
+        claims go on), or the forwarder stops."""
+        while not ready() and not self._stopping:
             self._slot_freed.clear()
             await self._slot_freed.wait()
 

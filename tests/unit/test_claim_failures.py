@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,15 +41,7 @@ class FailingClaims:
     async def claim_own_pending(self, *args: Any) -> list[Queued]:
         return []
 
-    async def claim_orphans(
-        self,
-        partition: int,
-        target: str,
-        consumer: str,
-        holds: Callable[[bytes], bool],
-        scan: int,
-        count: int,
-    ) -> list[Queued]:
+    async def claim_orphans(self, *args: Any) -> list[Queued]:
         return []
 
     async def claim(self, *args: Any) -> list[Queued]:
@@ -68,24 +59,31 @@ class FailingClaims:
         return None
 
 
-def test_a_claim_that_keeps_failing_is_retried_with_a_growing_pause() -> None:
+def claims_until_enough(claims: int, timeout: float) -> list[float]:
+    """A forwarder on FailingClaims(claims) until its claims succeed again: when
+    each claim was made (loop time)."""
+
     async def scenario() -> list[float]:
-        store = FailingClaims()
+        store = FailingClaims(claims)
         config = ForwarderConfig(True, 60.0, 100, "failing")
         metrics = Metrics(CollectorRegistry()).target("app")
         any_store: Any = store
         forwarder = TargetForwarder(target("raw"), SOURCES, any_store, config, metrics, False)
         forwarder.start()
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(timeout):
                 await store.enough.wait()
         finally:
             await forwarder.stop(0.1)
-        at = store.claimed_at[:CLAIMS]
-        return [later - earlier for earlier, later in itertools.pairwise(at)]
+        return store.claimed_at
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        pauses = runner.run(scenario())
+        return runner.run(scenario())
+
+
+def test_a_claim_that_keeps_failing_is_retried_with_a_growing_pause() -> None:
+    at = claims_until_enough(CLAIMS, 10)[:CLAIMS]
+    pauses = [later - earlier for earlier, later in itertools.pairwise(at)]
     # Back to back before (about 600 claims a second); now 50, 100, 200, 400 ms at
     # least (uvloop's timers may fire up to a millisecond early).
     assert all(p >= 0.025 * 2 ** (n + 1) - 0.002 for n, p in enumerate(pauses[: CLAIMS - 1]))
@@ -98,20 +96,4 @@ def test_a_claim_loop_outlives_a_thousand_failed_claims_in_a_row(
     minutes at 1 s each) 2.0**1024 raised OverflowError and the partition's claim
     loop ended for good, silently. The pauses are made 0 here, only to be quick."""
     monkeypatch.setattr(forwarder_module, "_IDLE_RETRY", 0.0)
-
-    async def scenario() -> int:
-        store = FailingClaims(claims=1100)
-        config = ForwarderConfig(True, 60.0, 100, "failing")
-        metrics = Metrics(CollectorRegistry()).target("app")
-        any_store: Any = store
-        forwarder = TargetForwarder(target("raw"), SOURCES, any_store, config, metrics, False)
-        forwarder.start()
-        try:
-            async with asyncio.timeout(20):
-                await store.enough.wait()
-        finally:
-            await forwarder.stop(0.1)
-        return len(store.claimed_at)
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(scenario()) > 1100
+    assert len(claims_until_enough(1100, 20)) > 1100
