@@ -149,8 +149,7 @@ class Deliveries:
         bounds = (self._target.backoff.initial, self._target.backoff.max)
         retry_after = None if response is None else response.header(b"retry-after")
         delay = next_delay(entry.attempt, status, retry_after, bounds, time.time(), self._rng)
-        due_ms = int((time.time() + delay) * 1000)
-        await self._bookkeeping.settle(self._store.retry_later(entry, self._target.name, due_ms))
+        await self._bookkeeping.settle(self._store.retry_later(entry, self._target.name, delay))
         self._retry_scheduled()
 
     async def _dead_letter(self, entry: Queued, status: int, error: str) -> None:

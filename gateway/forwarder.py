@@ -298,10 +298,9 @@ class TargetForwarder:
     async def _promote(self, partition: int) -> None:
         """Put due retries back on the stream, waking early when one is scheduled."""
         while not self._stopping:
-            now_ms = int(time.time() * 1000)
-            promote = partial(self._store.promote_due, partition, self.target.name, now_ms)
-            next_due = await self._until_ok(promote)
-            wait = 1.0 if next_due is None else (next_due - now_ms) / 1000
+            promote = partial(self._store.promote_due, partition, self.target.name)
+            until_due = await self._until_ok(promote)
+            wait = 1.0 if until_due is None else until_due
             self._retry_scheduled.clear()
             try:
                 async with asyncio.timeout(min(1.0, max(0.005, wait))):

@@ -24,6 +24,7 @@ from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued
 from gateway.store import lua, resp
+from gateway.store.due_clock import DueClock
 from gateway.store.link import Link, LinkSettings
 from gateway.store.redis_shapes import (
     Keys,
@@ -73,6 +74,7 @@ class RedisStore:
         settings = LinkSettings.from_url(config.url, config.connect_timeout, config.socket_timeout)
         self._link = None if settings is None else Link(settings)
         self._claim_links: dict[tuple[int, str, str], Link] = {}
+        self._due = DueClock()
         self._stale_cursors: dict[tuple[int, str], bytes] = {}  # see claim_stale
 
     def partition(self, dedup_key: str) -> int:
@@ -365,9 +367,10 @@ class RedisStore:
         packed = resp.command((b"EVALSHA", self._ack.sha, 1, stream, GROUP, *ids))
         await self._call(self._packed(packed), "ack")
 
-    async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
+    async def retry_later(self, entry: Queued, target: str, delay: float) -> None:
+        """Release the entry for `delay` seconds, its attempts so far made durable."""
         keys = self.keys.retry(entry.partition, target)
-        args: list[bytes | str | int] = [GROUP, entry.id, due_ms, entry.attempt]
+        args: list[bytes | str | int] = [GROUP, entry.id, self._due.due_ms(delay), entry.attempt]
         await self._call(self._retry(keys=keys, args=args), "retry")
 
     async def dead_letter(
@@ -377,11 +380,12 @@ class RedisStore:
         args: list[bytes | str | int] = [GROUP, entry.id, entry.attempt, status, error, now_ms]
         await self._call(self._dead_letter(keys=keys, args=args), "dead_letter")
 
-    async def promote_due(self, partition: int, target: str, now_ms: int) -> int | None:
-        """Move due retries back onto the stream; the next due time (ms), if any."""
+    async def promote_due(self, partition: int, target: str) -> float | None:
+        """Move due retries back onto the stream; seconds until the next falls due, if any."""
         keys = self.keys.retry(partition, target)
+        now_ms = self._due.now_ms()
         _, next_due = await self._call(self._promote(keys=keys, args=[now_ms, 500]), "promote")
-        return None if int(next_due) < 0 else int(next_due)
+        return None if int(next_due) < 0 else (int(next_due) - now_ms) / 1000
 
     async def depth(self, partition: int, target: str) -> tuple[int, int | None]:
         """Events not yet delivered (queued + waiting to retry), and the oldest

@@ -21,6 +21,7 @@ from gateway.config import StoreConfig
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued
 from gateway.store import sqlite_tables as tables
+from gateway.store.due_clock import DueClock
 from gateway.store.sqlite_file import check_room, connect, durability_problems, durability_settings
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None  # touched only by the executor's thread
         self._closed = False
         self._waiters: set[asyncio.Future[None]] = set()
+        self._due = DueClock()  # used on the event loop's side only
 
     def partition(self, dedup_key: str) -> int:
         return 0
@@ -131,15 +133,16 @@ class SqliteStore:
         With none, wait up to block_ms for an admit or a retry falling due."""
         deadline = time.monotonic() + block_ms / 1000
         while True:
+            due_by = self._due.now_ms()
             rows = await self._run(
-                "claim", self._claim_tx, tables.claim_due, target, consumer, count
+                "claim", self._claim_tx, tables.claim_due, target, consumer, count, due_by
             )
             left = deadline - time.monotonic()
             if rows or left <= 0:
                 return tables.queued(rows)
-            next_due = await self._run("claim", self._read, tables.next_due, target, _now_ms())
-            if next_due is not None:
-                left = min(left, max(0.001, (next_due - _now_ms()) / 1000))
+            until_due = await self.promote_due(partition, target)
+            if until_due is not None:
+                left = min(left, max(0.001, until_due))
             await self._wait(left)
 
     async def claim_own_pending(
@@ -178,8 +181,9 @@ class SqliteStore:
         if queue_ids:
             await self._run("ack", self._transaction, tables.ack, target, queue_ids)
 
-    async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
-        """Release the entry until due_ms, its attempts so far made durable."""
+    async def retry_later(self, entry: Queued, target: str, delay: float) -> None:
+        """Release the entry for `delay` seconds, its attempts so far made durable."""
+        due_ms = self._due.due_ms(delay)
         await self._run("retry", self._transaction, tables.retry_later, target, entry, due_ms)
         self._wake()
 
@@ -208,10 +212,12 @@ class SqliteStore:
             "purge", self._transaction, tables.purge_dead_letter, letter_id, target
         )
 
-    async def promote_due(self, partition: int, target: str, now_ms: int) -> int | None:
+    async def promote_due(self, partition: int, target: str) -> float | None:
         """Retries wait in the queue table and `claim` takes them once due, so
-        there is nothing to move: only the next due time (ms) after now, if any."""
-        return await self._run("promote", self._read, tables.next_due, target, now_ms)
+        there is nothing to move: only the seconds until the next falls due, if any."""
+        now_ms = self._due.now_ms()
+        next_due = await self._run("promote", self._read, tables.next_due, target, now_ms)
+        return None if next_due is None else (next_due - now_ms) / 1000
 
     async def depth(self, partition: int, target: str) -> tuple[int, int | None]:
         """Events not yet delivered (queued, claimed or waiting to retry), and

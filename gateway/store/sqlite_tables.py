@@ -124,10 +124,11 @@ def sweep(db: sqlite3.Connection, now_ms: int, limit: int) -> int:
 
 
 def claim_due(
-    db: sqlite3.Connection, now_ms: int, target: str, consumer: str, count: int
+    db: sqlite3.Connection, now_ms: int, target: str, consumer: str, count: int, due_by: int
 ) -> list[Row]:
-    """Unclaimed rows that are due: new ones and due retries."""
-    return _claim(db, now_ms, target, consumer, count, "claimed_by IS NULL AND due_ms <= :now", {})
+    """Unclaimed rows due by `due_by` (ms; the store's DueClock): new ones and due retries."""
+    where = "claimed_by IS NULL AND due_ms <= :due_by"
+    return _claim(db, now_ms, target, consumer, count, where, {"due_by": due_by})
 
 
 def claim_own_pending(
@@ -195,7 +196,7 @@ def ack(db: sqlite3.Connection, target: str, ids: Sequence[int]) -> None:
 
 
 def retry_later(db: sqlite3.Connection, target: str, entry: Queued, due_ms: int) -> None:
-    """Release the entry until due_ms, its attempts so far made durable."""
+    """Release the entry until due_ms (wall clock), its attempts so far made durable."""
     db.execute(
         "UPDATE queue SET due_ms = ?, attempts = ?, deliveries = 0,"
         " claimed_by = NULL, claimed_at_ms = NULL WHERE id = ? AND target = ?",

@@ -853,7 +853,12 @@ def test_smoke_run_measures_every_system_in_every_scenario(
         for name, scenario in measured["scenarios"].items():
             assert scenario["rps"] > 0, (system, name, output)
             assert scenario["non2xx"] == 0, (system, name, output)
-            assert scenario["errors"] == 0, (system, name, output)
+            errors = scenario["socket_errors"]
+            # A baseline's timeouts are the machine stalling, not the harness
+            # (CI once stalled a 1 s run for 7.68 s: aiohttp had 64); the report
+            # flags them. The gateway's are never excused.
+            excused = errors["timeout"] if system != "gateway" else 0
+            assert scenario["errors"] - excused == 0, (system, name, output)
         half = measured["scenarios"]["latency_half"]
         assert half["target_rps"] > 0, system
         assert any(arg.startswith("WRK_RATE=") for arg in half["wrk_argv"]), system

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ import redis
 
 from gateway.errors import StoreUnavailable
 from gateway.models import Admission, AdmitOutcome, Queued, body_digest
+from gateway.store.due_clock import DueClock
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from tests.support.processes import RedisServer
@@ -155,6 +157,11 @@ async def poll(call: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T
             return result
         assert time.monotonic() < deadline, f"still {result!r} after {POLL_LIMIT}s"
         await asyncio.sleep(0.02)
+
+
+async def promote_and_claim(store: AnyStore) -> list[Queued]:
+    await store.promote_due(0, APP)
+    return await store.claim(0, APP, C1, 10, 0)
 
 
 def keys_and_attempts(entries: list[Queued]) -> list[tuple[str, int]]:
@@ -346,26 +353,44 @@ def test_a_retry_waits_until_due_then_comes_back_as_the_next_attempt(
         async with backend.open() as store:
             await store.admit(0, [admission("a", "t1")])
             (entry,) = await store.claim(0, APP, C1, 10, 0)
-            due = now_ms() + 400
-            await store.retry_later(entry, APP, due)
+            scheduled = time.monotonic()
+            await store.retry_later(entry, APP, 0.4)
             assert (await store.depth(0, APP))[0] == 1  # a waiting retry is not delivered
-            assert await store.promote_due(0, APP, now_ms()) == due
+            until_due = await store.promote_due(0, APP)
+            assert until_due is not None
+            assert 0 < until_due <= 0.4
             assert await store.claim(0, APP, C1, 10, 0) == []  # not before due
             assert await store.claim_own_pending(0, APP, C1, 10) == []  # released
 
-            async def promote_and_claim() -> list[Queued]:
-                await store.promote_due(0, APP, now_ms())
-                return await store.claim(0, APP, C1, 10, 0)
-
-            again = await poll(promote_and_claim, lambda found: bool(found))
-            assert now_ms() >= due
+            again = await poll(partial(promote_and_claim, store), bool)
+            assert time.monotonic() - scheduled >= 0.4
             assert keys_and_attempts(again) == [("a", 2)]
-            assert await store.promote_due(0, APP, now_ms()) is None
+            assert await store.promote_due(0, APP) is None
 
             # and once more: the count keeps rising across retries
-            await store.retry_later(again[0], APP, now_ms())
-            third = await poll(promote_and_claim, lambda found: bool(found))
+            await store.retry_later(again[0], APP, 0)
+            third = await poll(partial(promote_and_claim, store), bool)
             assert keys_and_attempts(third) == [("a", 3)]
+
+    run(scenario)
+
+
+def test_a_retry_is_not_due_before_its_delay_when_the_wall_clock_jumps_ahead(
+    backend: Backend,
+) -> None:
+    async def scenario() -> None:
+        async with backend.open() as store:
+            jump = 0.0
+            # The store's clock seam: its wall clock, which the test moves.
+            store._due = DueClock(wall=lambda: time.time() + jump)
+            await store.admit(0, [admission("a", "t1")])
+            (entry,) = await store.claim(0, APP, C1, 10, 0)
+            scheduled = time.monotonic()
+            await store.retry_later(entry, APP, 1.0)
+            jump = 3600.0  # an hour ahead: by the wall clock alone it is long due
+            again = await poll(partial(promote_and_claim, store), bool)
+            assert time.monotonic() - scheduled >= 1.0
+            assert keys_and_attempts(again) == [("a", 2)]
 
     run(scenario)
 

@@ -63,7 +63,7 @@ class FakeStore:
             await self.acks_released.wait()
         self.acked += ids
 
-    async def retry_later(self, entry: Queued, target: str, due_ms: int) -> None:
+    async def retry_later(self, entry: Queued, target: str, delay: float) -> None:
         self.writing.set()
         await self.release.wait()
         self.retried.append(entry.id)
