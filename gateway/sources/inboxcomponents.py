@@ -15,6 +15,7 @@ import msgspec
 from gateway.errors import Rejection
 from gateway.sources.base import CloudEvent, Headers, Parsed, Source, rfc3339
 from gateway.sources.fields import TOO_DEEP, FieldReader
+from gateway.sources.inbox_shapes import Data, decode_data, decode_envelope
 from gateway.sources.token_auth import TokenCheck
 
 if TYPE_CHECKING:
@@ -23,28 +24,13 @@ if TYPE_CHECKING:
 TYPE_PREFIX: Final = "com.inboxcomponents."
 
 
-class _Envelope(msgspec.Struct):
-    # Only the fields the gateway needs are decoded; `data` stays raw bytes
-    # so it is forwarded exactly as received, never re-serialized.
-    idempotency_key: str | None = None
-    event: str | None = None
-    data: msgspec.Raw = msgspec.Raw(b"")
-
-
-class _Data(msgspec.Struct):
-    date: int | float | str | None = None
-    conversation_id: str | None = None
-
-
-_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
-_decode_data: Final = msgspec.json.Decoder(_Data).decode
 _KEY: Final = FieldReader("body", "idempotency_key", "missing_key", 256)
 _EVENT: Final = FieldReader("body", "event", "missing_event", 128)
 
 
 def parse_envelope(body: bytes) -> Parsed:
     try:
-        envelope = _decode_envelope(body)
+        envelope = decode_envelope(body)
     except msgspec.ValidationError as exc:
         raise Rejection(f"invalid payload: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -60,10 +46,10 @@ def _normalize(
 ) -> CloudEvent:
     """The `data` object as received, its date and conversation; `stored` is
     (key, event type), or None to take them from the envelope."""
-    envelope = _decode_envelope(body)
+    envelope = decode_envelope(body)
     key, event_type = stored or (envelope.idempotency_key or "", envelope.event or "")
     data = bytes(envelope.data)
-    attrs = _Data() if data[:1] != b"{" else _decode_data(data)
+    attrs = Data() if data[:1] != b"{" else decode_data(data)
     event = type_prefix + event_type
     return CloudEvent(key, event, ce_source, rfc3339(attrs.date), attrs.conversation_id, data)
 

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Would compiling the hot modules with mypyc pay? An A/B on one copy of the committed tree
+# (git HEAD): its modules compiled in place with mypyc (it ships with mypy, in the test
+# extras; needs gcc and the Python headers), against the very same files interpreted (the
+# compiled .so files renamed away between runs), interleaved, the order alternating per pair.
+#   ingest: benchmarks/cpu_split.sh gateway (CPU µs per request; 14 ingest-path modules)
+#   drain:  benchmarks/cpu_per_delivery.sh (CPU µs per event; those and 5 delivery modules)
+# Prints each run, then the medians. The copy runs on this checkout's .venv (`python -m
+# gateway` from the copy's root imports the copy's gateway), and is deleted at the end.
+# The gateway does not ship compiled: see "mypyc" in the README's performance notes.
+# Usage: benchmarks/mypyc_ab.sh ingest|drain [PAIRS]   (default 5)
+set -u
+cd "$(dirname "$0")/.."
+. benchmarks/ab_common.sh
+ROOT=$PWD
+case "${1:-}" in ingest|drain) ;; *) echo "usage: $0 ingest|drain [PAIRS]" >&2; exit 2 ;; esac
+PAIRS=${2:-5}
+MODULES=(gateway/protocol.py gateway/framing.py gateway/ingest.py gateway/admit.py
+  gateway/endpoints.py gateway/models.py gateway/store/resp.py gateway/store/redis_shapes.py
+  gateway/store/link.py gateway/sources/inboxcomponents.py gateway/sources/base.py
+  gateway/deadlines.py gateway/timers.py gateway/routing.py)
+if [ "$1" = drain ]; then
+  MODULES+=(gateway/upstream_connection.py gateway/upstream.py gateway/formats.py
+    gateway/deliveries.py gateway/forwarder.py)
+  RUN=(benchmarks/cpu_per_delivery.sh); FIELD=cpu_us_per_event
+else
+  RUN=(benchmarks/cpu_split.sh gateway); FIELD=server_us
+fi
+COPY=$(mktemp -d)
+git archive HEAD | tar -x -C "$COPY"
+ln -s "$ROOT/.venv" "$COPY/.venv"
+cd "$COPY"
+# mypyc's generated setup.py runs on the venv's setuptools, which may be older than the
+# [project] table's license string: the copy keeps only the mypy settings mypyc reads.
+awk '/^\[+tool\.mypy/ {keep=1; print; next} /^\[/ {keep=0} keep' "$ROOT/pyproject.toml" > pyproject.toml
+started=$(date +%s)
+.venv/bin/mypyc "${MODULES[@]}" > "$COPY/mypyc.log" 2>&1 || ab_die "mypyc failed" "$COPY/mypyc.log"
+echo "mypyc: ${#MODULES[@]} modules compiled in $(( $(date +%s) - started )) s"
+mapfile -t SOS < <(find . -name '*.so' -not -path './build/*' -not -path './.venv/*')
+loaded() {  # what `import gateway.protocol` loads in the copy: the .so or the .py
+  .venv/bin/python -c 'import gateway.protocol as m; print(m.__file__.rsplit(".", 1)[1])'
+}
+as_built() {  # compiled|interpreted
+  local f
+  for f in "${SOS[@]}"; do
+    if [ "$1" = compiled ]; then [ -e "$f.off" ] && mv "$f.off" "$f"; else [ -e "$f" ] && mv "$f" "$f.off"; fi
+  done
+  local want=so; [ "$1" = interpreted ] && want=py
+  [ "$(loaded)" = "$want" ] || ab_die "the $1 run would import gateway.protocol from .$(loaded)"
+}
+: > "$COPY/runs.txt"
+for i in $(seq 1 "$PAIRS"); do
+  order="compiled interpreted"; [ $((i % 2)) = 0 ] && order="interpreted compiled"
+  for build in $order; do
+    as_built "$build"
+    line=$("${RUN[@]}" "$build" 2>&1 | grep -E "$FIELD=" | head -1)
+    [ -n "$line" ] || ab_die "pair $i: the $build run printed no $FIELD"
+    echo "pair $i $line"; echo "$build $line" >> "$COPY/runs.txt"
+  done
+done
+.venv/bin/python - "$COPY/runs.txt" "$FIELD" <<'PY'
+import re, statistics, sys
+runs, field = open(sys.argv[1]).read().splitlines(), sys.argv[2]
+values = {"compiled": [], "interpreted": []}
+for line in runs:
+    build = line.split()[0]
+    values[build].append(float(re.search(field + r"=([\d.]+)", line)[1]))
+pairs = list(zip(values["compiled"], values["interpreted"]))
+saved = [i - c for c, i in pairs]
+print(f"median {field}: compiled {statistics.median(values['compiled']):.1f},"
+      f" interpreted {statistics.median(values['interpreted']):.1f};"
+      f" saved per pair: median {statistics.median(saved):.1f},"
+      f" compiled lower in {sum(s > 0 for s in saved)} of {len(saved)} pairs")
+PY
+cd "$ROOT"; rm -rf "$COPY"

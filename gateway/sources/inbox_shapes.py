@@ -1,0 +1,30 @@
+"""The msgspec Structs InboxComponents' bodies are decoded into.
+
+In a module of their own: msgspec reads a Struct's annotations at class
+creation, and mypyc (benchmarks/mypyc_ab.sh) rewrites a compiled module's
+string annotations (`str | None` became `type`, and every request a 400).
+This module stays interpreted; inboxcomponents.py can be compiled.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+
+class Envelope(msgspec.Struct):
+    # Only the fields the gateway needs are decoded; `data` stays raw bytes
+    # so it is forwarded exactly as received, never re-serialized.
+    idempotency_key: str | None = None
+    event: str | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")
+
+
+class Data(msgspec.Struct):
+    date: int | float | str | None = None
+    conversation_id: str | None = None
+
+
+decode_envelope: Final = msgspec.json.Decoder(Envelope).decode
+decode_data: Final = msgspec.json.Decoder(Data).decode
