@@ -55,7 +55,7 @@ for i in $(seq 1 "$PAIRS"); do
     as_built "$build"
     line=$("${RUN[@]}" "$build" 2>&1 | grep -E "$FIELD=" | head -1)
     [ -n "$line" ] || ab_die "pair $i: the $build run printed no $FIELD"
-    echo "pair $i $line"; echo "$build $line" >> "$COPY/runs.txt"
+    echo "pair $i $build: $line"; echo "$build $line" >> "$COPY/runs.txt"
   done
 done
 .venv/bin/python - "$COPY/runs.txt" "$FIELD" <<'PY'
