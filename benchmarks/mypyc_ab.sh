@@ -7,7 +7,9 @@
 #   drain:  benchmarks/cpu_per_delivery.sh (CPU µs per event; those and 5 delivery modules)
 # Prints each run, then the medians. The copy runs on this checkout's .venv (`python -m
 # gateway` from the copy's root imports the copy's gateway), and is deleted at the end.
-# The gateway does not ship compiled: see "mypyc" in the README's performance notes.
+# The gateway does not ship compiled: see "mypyc" in the README's performance notes. The
+# copy is for these measurements only (InboxComponents): the other source kinds subclass
+# compiled classes of gateway/sources/base.py, which mypyc refuses at import.
 # Usage: benchmarks/mypyc_ab.sh ingest|drain [PAIRS]   (default 5)
 set -u
 cd "$(dirname "$0")/.."
