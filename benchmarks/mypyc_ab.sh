@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# Would compiling the hot modules with mypyc pay? An A/B on one copy of the committed tree
-# (git HEAD): its modules compiled in place with mypyc (it ships with mypy, in the test
+# Does compiling with mypyc pay? An A/B on one copy of the committed tree (git HEAD): the
+# modules of mypyc-modules.txt compiled in place with mypyc (it ships with mypy, in the test
 # extras; needs gcc and the Python headers), against the very same files interpreted (the
 # compiled .so files renamed away between runs), interleaved, the order alternating per pair.
-#   ingest: benchmarks/cpu_split.sh gateway (CPU µs per request; 14 ingest-path modules)
-#   drain:  benchmarks/cpu_per_delivery.sh (CPU µs per event; those and 5 delivery modules)
+#   ingest: benchmarks/cpu_split.sh gateway (the gateway's CPU µs per request)
+#   drain:  benchmarks/cpu_per_delivery.sh (its CPU µs per event)
 # Prints each run, then the medians. The copy runs on this checkout's .venv (`python -m
 # gateway` from the copy's root imports the copy's gateway), and is deleted at the end.
-# The gateway does not ship compiled: see "mypyc" in the README's performance notes. The
-# copy is for these measurements only (InboxComponents): the other source kinds subclass
-# compiled classes of gateway/sources/base.py, which mypyc refuses at import.
+# The gateway does not ship compiled yet: see "mypyc" in the README's performance notes.
 # Usage: benchmarks/mypyc_ab.sh ingest|drain [PAIRS]   (default 5)
 set -u
 cd "$(dirname "$0")/.."
@@ -17,13 +15,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 case "${1:-}" in ingest|drain) ;; *) echo "usage: $0 ingest|drain [PAIRS]" >&2; exit 2 ;; esac
 PAIRS=${2:-5}
-MODULES=(gateway/protocol.py gateway/framing.py gateway/ingest.py gateway/admit.py
-  gateway/endpoints.py gateway/models.py gateway/store/resp.py gateway/store/redis_shapes.py
-  gateway/store/link.py gateway/sources/inboxcomponents.py gateway/sources/base.py
-  gateway/deadlines.py gateway/timers.py gateway/routing.py)
+mapfile -t MODULES < <(grep -v '^#' mypyc-modules.txt | grep .)
 if [ "$1" = drain ]; then
-  MODULES+=(gateway/upstream_connection.py gateway/upstream.py gateway/formats.py
-    gateway/deliveries.py gateway/forwarder.py)
   RUN=(benchmarks/cpu_per_delivery.sh); FIELD=cpu_us_per_event
 else
   RUN=(benchmarks/cpu_split.sh gateway); FIELD=server_us

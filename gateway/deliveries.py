@@ -19,20 +19,45 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from gateway.bookkeeping import Bookkeeping
 from gateway.config import SourceConfig, TargetConfig
-from gateway.formats import Renderer, UnknownSource
+from gateway.formats import Renderer, Request, UnknownSource
 from gateway.metrics import TargetMetrics
 from gateway.models import Queued
 from gateway.policy import Verdict, judge, next_delay
 from gateway.store import DeliveryStore
 from gateway.upstream import ConnectError, Pool, Response, UpstreamError, UpstreamTimeout
+from gateway.upstream_connection import Done
 
 log = structlog.get_logger("gateway.forwarder")
+
+
+class Upstream(Protocol):
+    """What a delivery needs of the app's connections: gateway.upstream.Pool."""
+
+    def post(self, data: bytes, done: Done) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Rendering(Protocol):
+    """What a delivery needs to build its request: gateway.formats.Renderer."""
+
+    def render(self, entry: Queued) -> Request: ...
+
+
+def _pool_for(target: TargetConfig) -> Pool:
+    return Pool(
+        target.host,
+        target.port,
+        concurrency=target.concurrency,
+        connect_timeout=target.connect_timeout,
+        timeout=target.timeout,
+    )
 
 
 class Deliveries:
@@ -44,20 +69,19 @@ class Deliveries:
         metrics: TargetMetrics,
         slot_freed: Callable[[], None],
         retry_scheduled: Callable[[], None],
+        *,
+        pool: Upstream | None = None,
+        renderer: Rendering | None = None,
     ) -> None:
+        """`pool` and `renderer` are seams for tests (a module global patched
+        in their place would not reach this module compiled: mypyc-modules.txt)."""
         self._target = target
         self._store = store
         self._metrics = metrics
         self._slot_freed = slot_freed
         self._retry_scheduled = retry_scheduled
-        self._renderer = Renderer(target, sources)
-        self._pool = Pool(
-            target.host,
-            target.port,
-            concurrency=target.concurrency,
-            connect_timeout=target.connect_timeout,
-            timeout=target.timeout,
-        )
+        self._renderer = Renderer(target, sources) if renderer is None else renderer
+        self._pool = _pool_for(target) if pool is None else pool
         self._rng = random.Random()
         self._bookkeeping = Bookkeeping(store, target.name)
         self._busy = 0  # deliveries started and not yet finished
@@ -110,9 +134,10 @@ class Deliveries:
                 return True
             self._pool.post(head + body, partial(self._answered, entry, time.perf_counter()))
             return True
-        except Exception as exc:  # a bug: the entry stays pending, redelivered later
+        except Exception as crash:  # a bug: the entry stays pending, redelivered later
+            # (Not `exc` again: compiled, the name keeps the inner handler's type.)
             self._free_slot(entry)
-            _log_crash(self._target.name, exc)
+            _log_crash(self._target.name, crash)
             return False
 
     def _answered(

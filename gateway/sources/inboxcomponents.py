@@ -15,7 +15,7 @@ import msgspec
 from gateway.errors import Rejection
 from gateway.sources.base import CloudEvent, Headers, Parsed, Source, rfc3339
 from gateway.sources.fields import TOO_DEEP, FieldReader
-from gateway.sources.inbox_shapes import Data, decode_data, decode_envelope
+from gateway.sources.shapes import Data, decode_data, decode_envelope
 from gateway.sources.token_auth import TokenCheck
 
 if TYPE_CHECKING:

@@ -6,8 +6,6 @@ requests more than five minutes from local time (the default tolerance).
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 
 from gateway.errors import Rejection
@@ -22,13 +20,7 @@ from gateway.sources.base import (
     unix_time,
 )
 from gateway.sources.fields import header
-
-
-class _Event(msgspec.Struct):
-    event_time: int | float | None = None
-
-
-_decode_event: Final = msgspec.json.Decoder(_Event).decode
+from gateway.sources.shapes import decode_slack_event
 
 
 class Slack(HmacSource):
@@ -47,6 +39,6 @@ class Slack(HmacSource):
 
     def time(self, body: bytes) -> str | None:
         try:
-            return rfc3339(_decode_event(body).event_time)
+            return rfc3339(decode_slack_event(body).event_time)
         except (msgspec.DecodeError, RecursionError):  # ValidationError included
             return None

@@ -9,8 +9,6 @@ clock is never that far ahead.
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 
 from gateway.errors import Rejection
@@ -25,13 +23,7 @@ from gateway.sources.base import (
     unix_time,
 )
 from gateway.sources.fields import header
-
-
-class _Event(msgspec.Struct):
-    created: int | float | None = None
-
-
-_decode_event: Final = msgspec.json.Decoder(_Event).decode
+from gateway.sources.shapes import decode_stripe_event
 
 
 class Stripe(HmacSource):
@@ -49,7 +41,7 @@ class Stripe(HmacSource):
 
     def time(self, body: bytes) -> str | None:
         try:
-            return rfc3339(_decode_event(body).created)
+            return rfc3339(decode_stripe_event(body).created)
         except (msgspec.DecodeError, RecursionError):  # ValidationError included
             return None
 

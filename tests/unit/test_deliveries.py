@@ -11,13 +11,12 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import pytest
 import uvloop
 from prometheus_client import CollectorRegistry
 
-import gateway.deliveries
 from gateway.deliveries import Deliveries
 from gateway.errors import StoreUnavailable
+from gateway.formats import Renderer
 from gateway.metrics import Metrics
 from gateway.models import Queued
 from gateway.upstream import Done, Response
@@ -77,18 +76,25 @@ class FakeStore:
 
 
 class Harness:
-    def __init__(self, concurrency: int, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(gateway.deliveries, "Pool", FakePool)
+    def __init__(self, concurrency: int) -> None:
         self.store = FakeStore()
+        self.pool = FakePool()
         self.freed = self.retries_scheduled = 0
         self.slot_freed = asyncio.Event()
+        self.rendering_broken = False  # set: every render raises (a bug)
         self.metrics = metrics = Metrics(CollectorRegistry()).target("app")
         config = replace(target("cloudevents-binary"), concurrency=concurrency)
+        self._renderer = Renderer(config, SOURCES)
         store: Any = self.store  # the writes a delivery makes, nothing else
         self.deliveries = Deliveries(
-            config, SOURCES, store, metrics, self._freed, self._retry_scheduled
-        )
-        self.pool: FakePool = self.deliveries._pool  # type: ignore[assignment]
+            config, SOURCES, store, metrics, self._freed, self._retry_scheduled,
+            pool=self.pool, renderer=self,
+        )  # fmt: skip
+
+    def render(self, entry: Queued) -> tuple[bytes, bytes]:
+        if self.rendering_broken:
+            raise RuntimeError("a rendering bug")
+        return self._renderer.render(entry)
 
     def _freed(self) -> None:
         self.freed += 1
@@ -116,22 +122,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def test_a_run_of_deliveries_failing_at_once_frees_every_slot_without_nesting(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_run_of_deliveries_failing_at_once_frees_every_slot_without_nesting() -> None:
     # 2000 in flight and 1000 claimed ahead. Rendering then breaks (a bug): when
     # one answer frees a slot, each waiting entry fails the moment it starts. A
     # recursion per entry (finished -> deliver -> crash -> finished) ran out of
     # stack at about 700 and left slots counted as taken.
     async def main() -> None:
-        h = Harness(2000, monkeypatch)
+        h = Harness(2000)
         h.start(3000)
         assert (h.busy, len(h.pool.posts)) == (2000, 2000)
 
-        def broken(entry: Queued) -> tuple[bytes, bytes]:
-            raise RuntimeError("a rendering bug")
-
-        monkeypatch.setattr(h.deliveries._renderer, "render", broken)
+        h.rendering_broken = True
         h.pool.posts[0](OK, None)
         assert h.busy == 1999
         assert h.freed == 1001  # the answered one, and each of the 1000 that failed
@@ -143,11 +144,9 @@ def test_a_run_of_deliveries_failing_at_once_frees_every_slot_without_nesting(
     run(main())
 
 
-def test_a_retry_holds_its_slot_until_its_store_write_is_done(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_retry_holds_its_slot_until_its_store_write_is_done() -> None:
     async def main() -> None:
-        h = Harness(1, monkeypatch)
+        h = Harness(1)
         first, second = h.start(2)  # the second waits for the only slot
         h.pool.posts[0](FAILED, None)
         await h.store.writing.wait()  # the retry's write is under way, held by the store
@@ -164,11 +163,9 @@ def test_a_retry_holds_its_slot_until_its_store_write_is_done(
     run(main())
 
 
-def test_after_the_grace_late_answers_are_ignored_and_waiting_entries_stay_pending(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_after_the_grace_late_answers_are_ignored_and_waiting_entries_stay_pending() -> None:
     async def main() -> None:
-        h = Harness(1, monkeypatch)
+        h = Harness(1)
         h.start(2)
         await h.deliveries.stop(grace=0.05)
         assert h.pool.closed
@@ -182,9 +179,7 @@ def test_after_the_grace_late_answers_are_ignored_and_waiting_entries_stay_pendi
     run(main())
 
 
-def test_a_dead_letter_the_store_refused_is_not_counted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_dead_letter_the_store_refused_is_not_counted() -> None:
     """It stays pending and is delivered again: counted now, it would be counted
     twice, or as dead when it was delivered in the end."""
 
@@ -192,7 +187,7 @@ def test_a_dead_letter_the_store_refused_is_not_counted(
         return h.metrics.dead_letters._value.get()
 
     async def main() -> None:
-        h = Harness(1, monkeypatch)
+        h = Harness(1)
         h.start(2)
         h.store.refuse_dead_letters = True
         h.pool.posts[0](REFUSED, None)
@@ -207,14 +202,12 @@ def test_a_dead_letter_the_store_refused_is_not_counted(
     run(main())
 
 
-def test_a_delivered_entry_is_held_until_its_ack_is_written(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_delivered_entry_is_held_until_its_ack_is_written() -> None:
     """Still pending in the store until the ack is written: a read of this consumer's
     own pending entries then (after a claim's lost reply) must not deliver it again."""
 
     async def scenario() -> tuple[bool, bool, bool, bool]:
-        h = Harness(4, monkeypatch)
+        h = Harness(4)
         h.store.acks_released = asyncio.Event()
         (entry,) = h.start(1)
         h.pool.posts[0](OK, None)  # delivered: the ack is gathered for ACK_DELAY
