@@ -65,28 +65,34 @@ PY
     --logfile "$(cd "$dir" && pwd)/redis.log" >/dev/null
 }
 
-# Run pytest on a copy of the checkout whose mypyc-modules.txt are compiled with mypyc
-# (it comes with mypy; needs a C compiler and the Python headers). The copy holds the
-# files git knows of (tracked or not ignored) as they are now, uses this .venv, and is
-# deleted afterwards: no compiled module is ever left beside the sources, where it would
-# shadow later edits.
-test_compiled() {
-  copy="$(mktemp -d)"  # global: the EXIT trap runs after the function returned
-  trap 'rm -rf "$copy"' EXIT
+# Make DIR a copy of the checkout with mypyc-modules.txt compiled in place by mypyc (it
+# comes with mypy; needs a C compiler and the Python headers). The copy holds the files
+# git knows of (tracked or not ignored) as they are now and uses this .venv; it is for
+# tests and measurements, so no compiled module ever sits beside the sources, where it
+# would shadow later edits.
+compiled_copy() {
+  local dir="$1" modules started
   git ls-files -z --cached --others --exclude-standard \
-    | tar --null --ignore-failed-read -T - -c 2>/dev/null | tar -x -C "$copy"
-  ln -s "$PWD/.venv" "$copy/.venv"
+    | tar --null --ignore-failed-read -T - -c 2>/dev/null | tar -x -C "$dir"
+  ln -s "$PWD/.venv" "$dir/.venv"
   # mypyc's generated setup.py runs on this venv's setuptools, which may predate the
   # [project] table's license string: the copy keeps only what mypy and pytest read.
   awk '/^\[+tool\.(mypy|pytest)/ {keep=1; print; next} /^\[/ {keep=0} keep' pyproject.toml \
-    > "$copy/pyproject.toml"
-  local modules
+    > "$dir/pyproject.toml"
   mapfile -t modules < <(grep -v '^#' mypyc-modules.txt | grep .)
-  say "compiling ${#modules[@]} modules with mypyc in $copy"
-  (cd "$copy" && .venv/bin/mypyc "${modules[@]}" > mypyc.log 2>&1) \
-    || { tail -n 30 "$copy/mypyc.log" >&2; say "mypyc failed"; exit 1; }
-  (cd "$copy" && .venv/bin/python -c \
+  started=$(date +%s)
+  (cd "$dir" && .venv/bin/mypyc "${modules[@]}" > mypyc.log 2>&1) \
+    || { tail -n 30 "$dir/mypyc.log" >&2; say "mypyc failed"; exit 1; }
+  (cd "$dir" && .venv/bin/python -c \
     'import gateway.protocol as m; assert m.__file__.endswith(".so"), m.__file__')
+  say "compiled ${#modules[@]} modules with mypyc in $dir in $(( $(date +%s) - started )) s"
+}
+
+# Run pytest on a throwaway compiled copy (compiled_copy), deleted afterwards.
+test_compiled() {
+  copy="$(mktemp -d)"  # global: the EXIT trap runs after the function returned
+  trap 'rm -rf "$copy"' EXIT
+  compiled_copy "$copy"
   local status=0
   (cd "$copy" && .venv/bin/python -m pytest -p no:cacheprovider "$@") || status=$?
   return "$status"
@@ -115,6 +121,10 @@ case "${1:-}" in
     ensure_redis_server
     ensure_venv "[test]"
     test_compiled "$@"
+    ;;
+  compiled-copy)  # DIR (empty): what benchmarks/mypyc_ab.sh measures
+    ensure_venv "[test]"
+    compiled_copy "$2"
     ;;
   *)
     echo "usage: ./dev.sh run | ./dev.sh test [pytest args] | ./dev.sh test-compiled [pytest args]" >&2

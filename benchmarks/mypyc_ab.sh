@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Does compiling with mypyc pay? An A/B on one copy of the committed tree (git HEAD): the
-# modules of mypyc-modules.txt compiled in place with mypyc (it ships with mypy, in the test
-# extras; needs gcc and the Python headers), against the very same files interpreted (the
-# compiled .so files renamed away between runs), interleaved, the order alternating per pair.
+# Does compiling with mypyc pay? An A/B on one copy of the checkout as it is (`./dev.sh
+# compiled-copy`: the modules of mypyc-modules.txt compiled in place with mypyc, which
+# ships with mypy, in the test extras; needs gcc and the Python headers), against the very
+# same files interpreted (the compiled .so files renamed away between runs), interleaved,
+# the order alternating per pair.
 #   ingest: benchmarks/cpu_split.sh gateway (the gateway's CPU µs per request)
 #   drain:  benchmarks/cpu_per_delivery.sh (its CPU µs per event)
 # Prints each run, then the medians. The copy runs on this checkout's .venv (`python -m
 # gateway` from the copy's root imports the copy's gateway), and is deleted at the end.
+# Commit first: the numbers should name the commit they measured.
 # The gateway does not ship compiled yet: see "mypyc" in the README's performance notes.
 # Usage: benchmarks/mypyc_ab.sh ingest|drain [PAIRS]   (default 5)
 set -u
@@ -15,22 +17,14 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 case "${1:-}" in ingest|drain) ;; *) echo "usage: $0 ingest|drain [PAIRS]" >&2; exit 2 ;; esac
 PAIRS=${2:-5}
-mapfile -t MODULES < <(grep -v '^#' mypyc-modules.txt | grep .)
 if [ "$1" = drain ]; then
   RUN=(benchmarks/cpu_per_delivery.sh); FIELD=cpu_us_per_event
 else
   RUN=(benchmarks/cpu_split.sh gateway); FIELD=server_us
 fi
 COPY=$(mktemp -d)
-git archive HEAD | tar -x -C "$COPY"
-ln -s "$ROOT/.venv" "$COPY/.venv"
+./dev.sh compiled-copy "$COPY" || ab_die "no compiled copy"
 cd "$COPY"
-# mypyc's generated setup.py runs on the venv's setuptools, which may be older than the
-# [project] table's license string: the copy keeps only the mypy settings mypyc reads.
-awk '/^\[+tool\.mypy/ {keep=1; print; next} /^\[/ {keep=0} keep' "$ROOT/pyproject.toml" > pyproject.toml
-started=$(date +%s)
-.venv/bin/mypyc "${MODULES[@]}" > "$COPY/mypyc.log" 2>&1 || ab_die "mypyc failed" "$COPY/mypyc.log"
-echo "mypyc: ${#MODULES[@]} modules compiled in $(( $(date +%s) - started )) s"
 mapfile -t SOS < <(find . -name '*.so' -not -path './build/*' -not -path './.venv/*')
 loaded() {  # what `import gateway.protocol` loads in the copy: the .so or the .py
   .venv/bin/python -c 'import gateway.protocol as m; print(m.__file__.rsplit(".", 1)[1])'

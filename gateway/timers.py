@@ -108,7 +108,7 @@ class Timeouts:
 
 class _Scope:
     __slots__ = ("_cancelling", "_group", "_task", "closed", "due", "expired")
-    __deletable__ = ("_task",)  # mypyc (benchmarks/mypyc_ab.sh) compiles `del self._task` only so
+    __deletable__ = ("_task",)  # mypyc (mypyc-modules.txt) compiles `del self._task` only so
 
     def __init__(self, group: Timeouts) -> None:
         self._group = group

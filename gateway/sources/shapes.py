@@ -1,7 +1,7 @@
 """The msgspec Structs the sources decode bodies into (only the fields they read).
 
 In a module of their own: msgspec reads a Struct's annotations at class
-creation, and mypyc (benchmarks/mypyc_ab.sh) rewrites a compiled module's
+creation, and mypyc (mypyc-modules.txt) rewrites a compiled module's
 string annotations (`str | None` became `type`, and every request a 400).
 This module stays interpreted; the sources' modules can be compiled.
 """
