@@ -8,31 +8,50 @@
 # deploy/local-base-image.sh (python3 3.11 in /usr/bin) where no registry can be reached.
 # Both stages call plain `python3` and build the same /opt/venv, so either works.
 #
+# The gateway is compiled with mypyc (setup.py, GATEWAY_MYPYC=1; README "mypyc"): about a
+# sixth less CPU per request. The build stage installs gcc for it (and the Python headers
+# where the base lacks them); --build-arg MYPYC=0 builds the interpreted gateway instead.
+#
 # The running image: no compilers, no pip; user 10001:10001; writes only to /tmp and
 # GATEWAY_DATA_DIR (/var/lib/webhook-gateway, a volume), so it runs with a read-only root
 # filesystem; the gateway is PID 1 and handles SIGTERM itself (drains, exits 0).
 ARG BASE_IMAGE=python:3.12-slim
+ARG MYPYC=1
 
 # ---- build: every dependency as a wheel, then a venv installed from those wheels only ----
 FROM ${BASE_IMAGE} AS build
+ARG MYPYC
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python3 -m venv /opt/venv
+# The compiler for mypyc, in this stage only: gcc, and Python.h unless the base has it
+# (python:3.12-slim does; Debian's python3 keeps it in libpython3-dev).
+RUN if [ "$MYPYC" = 1 ]; then \
+      packages="gcc libc6-dev"; \
+      python3 -c 'import pathlib, sysconfig; assert pathlib.Path(sysconfig.get_paths()["include"], "Python.h").exists()' 2>/dev/null \
+        || packages="$packages libpython3-dev"; \
+      apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null; \
+    fi
 # The dependencies first, from pyproject.toml alone: this layer stays cached while only the
 # gateway's code changes.
 COPY pyproject.toml ./
 RUN python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
         > requirements.txt \
  && /opt/venv/bin/pip wheel --wheel-dir /wheels -r requirements.txt
-COPY README.md LICENSE ./
+COPY README.md LICENSE setup.py mypyc-modules.txt ./
+COPY build_support ./build_support
 COPY gateway ./gateway
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+# `--version` says which build it is: "(mypyc)" or "(interpreted)"; the grep fails a
+# compiled build that came out interpreted.
+RUN GATEWAY_MYPYC="$MYPYC" /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/venv/bin/pip install --no-index --find-links /wheels webhook-gateway \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
- && /opt/venv/bin/webhook-gateway --version
+ && /opt/venv/bin/webhook-gateway --version \
+ && { [ "$MYPYC" != 1 ] || /opt/venv/bin/webhook-gateway --version | grep -qF '(mypyc)'; }
 
 # ---- run ----
 FROM ${BASE_IMAGE}

@@ -130,7 +130,7 @@ def start_launch(bench: Bench, launch: Launch, label: str, *, on_load_cpus: bool
     pin = bench.pinning.load if on_load_cpus else bench.pinning.server
     argv = pin(launch.argv)
     started = time.monotonic()
-    child = bench.children.start(label, argv, env=launch.env, cwd=REPO)
+    child = bench.children.start(label, argv, env=launch.env, cwd=launch.cwd)
     child.ready_s = wait_ready(bench.children, child, launch.ready_url) - started
     print(f"   started: {shlex.join(argv)}", flush=True)
     return child

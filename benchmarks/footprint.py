@@ -48,6 +48,7 @@ from benchmarks.process_report import (
     footprint_rounds,
     footprint_table,
 )
+from benchmarks.systems import gateway_root
 from benchmarks.wrkout import WrkParseError, parse_wrk_output
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +101,8 @@ def start_gateway(
     env = {**env, "GATEWAY_PORT": str(port), "GATEWAY_ADMIN_PORT": str(admin)}
     env["GATEWAY_DATA_DIR"] = str(data)
     argv = [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"]
-    return children.start(name, pinning.server(argv), env=env, cwd=REPO), port, admin
+    child = children.start(name, pinning.server(argv), env=env, cwd=gateway_root())
+    return child, port, admin
 
 
 def time_to_ready(

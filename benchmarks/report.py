@@ -51,6 +51,13 @@ _HEADER = (
 _EMPTY = [""] * (7 + len(RATIO_BASELINES))
 
 
+_BUILDS = {
+    "mypyc": "compiled with mypyc (the modules of mypyc-modules.txt), as the container image"
+    " ships it",
+    "interpreted": "interpreted (`--build interpreted`)",
+}
+
+
 def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
     """The report: the targets, the tables, then how they were produced.
 
@@ -61,6 +68,10 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
         dirty = run.get("uncommitted") or []
         changes = f" plus uncommitted changes to {', '.join(dirty)}" if dirty else ""
         parts[0] += f", on commit {run['commit']}{changes}."
+    if run.get("gateway_build"):  # runs before --build recorded nothing
+        parts.append(
+            f"The gateway measured: {_BUILDS.get(run['gateway_build'], run['gateway_build'])}."
+        )
     parts.append(f"Pinning: {machine['pinning']['note']}.")
     if chart:
         parts.append(f"![req/s and p50/p99 ack latency per system]({chart})")

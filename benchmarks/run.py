@@ -1,6 +1,7 @@
 """Measure the same load against several systems on this machine, in one run.
 
-    python -m benchmarks.run [--smoke] [--duration SECONDS] [--out DIR] [--systems bare,gateway]
+    python -m benchmarks.run [--build compiled|interpreted] [--smoke] [--duration SECONDS]
+                             [--out DIR] [--systems bare,gateway]
                              [--scenarios ingest,drain,e2e,pairs,workers,footprint]
                              [--events N] [--retries N] [--rounds N] [--pairs N]
                              [--footprint-events N]
@@ -25,6 +26,10 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
 - footprint (benchmarks/footprint.py): exec -> /readyz over several starts, and the
   gateway's RSS over --footprint-events events (1M; a smoke run 20k).
 By default all groups run (all but ingest only when the gateway is among --systems).
+The gateway measured is the compiled build, as the container image ships it (--build
+compiled, the default: `./dev.sh compiled-copy` into a temp dir, about 75 s, needing gcc
+and the Python headers; the gateway's processes run from there), or the checkout
+interpreted (--build interpreted). The baselines always run from the checkout.
 Writes <out>/<timestamp>.json (benchmarks/document.py), .md (report.py) and .png (the
 chart: req/s and p50/p99 per system, with matplotlib); a full run (not smoke, every
 system and scenario) also replaces benchmarks/RESULTS.md and benchmarks/RESULTS.png
@@ -44,7 +49,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -67,7 +73,7 @@ from benchmarks.machine import (
 )
 from benchmarks.outcomes import OTHER_CPU_LIMIT, DeliveryOutcome, Scenario, SystemOutcome
 from benchmarks.publish import publish, republish
-from benchmarks.systems import REPO, System, select
+from benchmarks.systems import GATEWAY_ROOT_ENV, REPO, System, select
 
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "out"
@@ -80,6 +86,7 @@ DEFAULT_RETRIES = 2
 # being written back to disk for a while (benchmarks/ingest.py), which would slow the
 # group's first run more than the others.
 GROUPS = ("ingest", *delivery.SCENARIOS, pairs.GROUP, workers.GROUP, footprint.GROUP)
+BUILDS = ("compiled", "interpreted")  # --build: the gateway measured
 GroupMeasure = Callable[[Bench], dict[str, Any]]  # a group measured on the run's Bench
 IDLE_CHECK_S = 1.0  # how long the machine is watched before the run
 BUSY_WARNING = 0.1  # above this share of the CPUs busy before the run: a warning
@@ -96,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: not on PATH: {', '.join(missing)}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with gateway_build(args.build) as build:
+        if build is None:
+            return 2
+        return measure_and_publish(argv, args, build)
+
+
+def measure_and_publish(argv: list[str], args: argparse.Namespace, build: str) -> int:
     pinning = this_machine_pinning()
     scenarios = tuple(
         dataclasses.replace(s, threads=s.threads or pinning.wrk_threads) for s in SCENARIOS
@@ -126,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; every child process was stopped", file=sys.stderr)
         return 130
     doc = document(
-        run=_run_facts(argv, args, started, warmup_s),
+        run=_run_facts(argv, args, started, warmup_s) | {"gateway_build": build},
         machine=machine_facts(pinning, busy) | {"steal": steal_since(steal_start)},
         scenarios=scenarios if systems else (),
         outcomes=outcomes,
@@ -146,6 +160,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--build",
+        choices=BUILDS,
+        default="compiled",
+        help="the gateway measured: compiled with mypyc, as the container image ships it"
+        " (default; compiles a copy of the checkout first), or the checkout interpreted",
     )
     parser.add_argument(
         "--smoke",
@@ -349,6 +370,43 @@ def code_version() -> dict[str, Any]:
         "commit": git("rev-parse", "--short", "HEAD").strip() or None,
         "uncommitted": [line[3:] for line in changed.splitlines()],
     }
+
+
+@contextmanager
+def gateway_build(build: str) -> Iterator[str | None]:
+    """Point the gateway's processes at the build to measure, and yield its kind as the
+    copy itself reports it (gateway.build: "mypyc" or "interpreted"); None, said why on
+    stderr, when the compiled copy cannot be made."""
+    if build == "interpreted":
+        yield _reported_kind(REPO)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-compiled-") as copy:
+        print("compiling the gateway with mypyc (./dev.sh compiled-copy) ...", flush=True)
+        made = subprocess.run(
+            [str(REPO / "dev.sh"), "compiled-copy", copy], capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            print(
+                f"error: the compiled gateway could not be built:\n{made.stderr.strip()}\n"
+                "--build interpreted measures the checkout without compiling",
+                file=sys.stderr,
+            )
+            yield None
+            return
+        print(made.stderr.strip().splitlines()[-1], flush=True)
+        os.environ[GATEWAY_ROOT_ENV] = copy
+        try:
+            yield _reported_kind(Path(copy))
+        finally:
+            del os.environ[GATEWAY_ROOT_ENV]
+
+
+def _reported_kind(root: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", "import gateway.build as b; print(b.kind())"],
+        cwd=root, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
 
 
 def _default_out(smoke: bool) -> Path:

@@ -9,6 +9,7 @@ are templates over the launch values: {python} {repo} {workdir} {port} {admin_po
 from __future__ import annotations
 
 import importlib.util
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -20,6 +21,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY_CONFIG = REPO / "config" / "gateway.yaml"
+# Where the gateway's processes run from: a compiled copy of the checkout (run.py --build
+# compiled sets it), else the checkout itself. Every other system runs from the checkout.
+GATEWAY_ROOT_ENV = "BENCH_GATEWAY_ROOT"
+
+
+def gateway_root() -> Path:
+    """The directory the gateway runs from (`python -m gateway` imports it from there)."""
+    return Path(os.environ.get(GATEWAY_ROOT_ENV) or REPO)
+
 
 Prepare = Callable[[Path], Mapping[str, str]]
 
@@ -40,6 +50,8 @@ class System:
     # Modules the system imports beyond the project's own dependencies (the `bench`
     # extra): missing ones fail its start with a clear message instead of a traceback.
     requires: tuple[str, ...] = ()
+    # The gateway itself: runs from gateway_root() (the compiled copy, or the checkout).
+    is_gateway: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,7 @@ class Launch:
     env: Mapping[str, str]
     ready_url: str
     target_url: str
+    cwd: Path = REPO
 
 
 def resolve(system: System, values: Mapping[str, str], workdir: Path) -> Launch:
@@ -69,6 +82,7 @@ def resolve(system: System, values: Mapping[str, str], workdir: Path) -> Launch:
             env={key: value.format_map(values) for key, value in system.env.items()},
             ready_url=system.ready_url.format_map(values),
             target_url=system.target_url.format_map(values),
+            cwd=gateway_root() if system.is_gateway else REPO,
         )
     except KeyError as exc:
         raise SystemSetupError(f"{system.name}: unknown template value {exc}") from None
@@ -161,6 +175,7 @@ SYSTEMS: tuple[System, ...] = (
         env=_GATEWAY_ENV,
         ready_url="http://127.0.0.1:{admin_port}/readyz",
         prepare=ingest_only_config,
+        is_gateway=True,
     ),
     System(
         name="fastapi",
@@ -193,6 +208,7 @@ FORWARDING_GATEWAY = System(
     env=MappingProxyType({**_GATEWAY_ENV, "FORWARD_URL": "{forward_url}"}),
     ready_url="http://127.0.0.1:{admin_port}/readyz",
     prepare=forwarding_config,
+    is_gateway=True,
 )
 
 # The app behind the gateway in the delivery scenarios: counts POSTs, answers 200.

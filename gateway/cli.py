@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import structlog
 import uvloop
 
-from gateway import __version__
+from gateway import __version__, build
 from gateway.config import Config, load
 from gateway.errors import ConfigError
 from gateway.logs import configure
@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="webhook-gateway", description="Durable, deduplicating webhook edge."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} ({build.kind()})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("run", "run the gateway"),

@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.utils import INF
 
 import gateway
+import gateway.build
 
 try:  # `_created` series double the series count and nobody graphs them.
     from prometheus_client import disable_created_metrics
@@ -64,8 +65,11 @@ STORE_MODE_HELP = (
 
 
 def build_info(registry: CollectorRegistry) -> None:
-    build = Gauge(PREFIX + "build_info", "Build information.", ["version"], registry=registry)
-    build.labels(gateway.__version__).set(1)
+    """`build`: mypyc (compiled, the container image) or interpreted (gateway.build)."""
+    info = Gauge(
+        PREFIX + "build_info", "Build information.", ["version", "build"], registry=registry
+    )
+    info.labels(gateway.__version__, gateway.build.kind()).set(1)
 
 
 class Metrics:

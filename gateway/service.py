@@ -25,6 +25,7 @@ from pathlib import Path
 import structlog
 
 import gateway
+import gateway.build
 from gateway.admin import AdminRouter, store_readiness
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted, risks
@@ -147,6 +148,7 @@ class Gateway:
             log.info(
                 "started",
                 version=gateway.__version__,
+                build=gateway.build.kind(),
                 port=_port(public),
                 admin_port=_port(admin),
                 config=redacted(self.config),

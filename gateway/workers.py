@@ -58,6 +58,7 @@ import structlog
 import uvloop
 
 import gateway
+import gateway.build
 from gateway import replies
 from gateway.admin import READY, AdminRouter, ask
 from gateway.config import Config, Listen, redacted
@@ -203,6 +204,7 @@ class Supervisor:
         log.info(
             "started",
             version=gateway.__version__,
+            build=gateway.build.kind(),
             port=port,
             admin_port=int(admin.sockets[0].getsockname()[1]),
             workers=len(self.workers),

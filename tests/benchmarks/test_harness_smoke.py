@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import gateway
+import gateway.build
 from benchmarks import (
     drain_rounds,
     footprint,
@@ -42,7 +43,7 @@ from benchmarks.outcomes import DeliveryOutcome, Scenario, ScenarioOutcome
 from benchmarks.pairs_report import pairs_summary, round_order
 from benchmarks.process_report import footprint_facts, workers_summary
 from benchmarks.run import _delivery_plan, parse_args, required_tools
-from benchmarks.systems import SYSTEMS
+from benchmarks.systems import FORWARDING_GATEWAY, GATEWAY_ROOT_ENV, REPO, SYSTEMS, resolve
 from benchmarks.targets import DRAIN as DRAIN_ROW
 from benchmarks.targets import READY as READY_ROW
 from benchmarks.targets import RSS as RSS_ROW
@@ -834,7 +835,10 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     if missing:
         pytest.skip(f"benchmark smoke run needs {' and '.join(missing)} on PATH")
     out = tmp_path_factory.mktemp("smoke")
-    output = run_harness("--smoke", "--out", str(out))
+    # The checkout as it is: compiling a copy (the default, --build compiled) would take
+    # about 75 s of CI; what the copy is made by, ./dev.sh compiled-copy, is CI's own
+    # compiled leg, and test_the_gateway_runs_from_the_compiled_copy checks the switch.
+    output = run_harness("--smoke", "--build", "interpreted", "--out", str(out))
     [report_file] = out.glob("*.json")
     return json.loads(report_file.read_text()), output, out
 
@@ -843,9 +847,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
 def test_smoke_run_measures_every_system_in_every_scenario(
     smoke: tuple[dict, str, Path],
 ) -> None:
-    doc, output, _ = smoke
+    doc, output, out = smoke
 
     assert set(doc["systems"]) == {s.name for s in SYSTEMS}, output
+    assert doc["run"]["gateway_build"] == gateway.build.kind() == "interpreted"
+    assert "The gateway measured: interpreted" in (out / f"{doc['run']['stamp']}.md").read_text()
     names = {s.name for s in SCENARIOS}
     for system, measured in doc["systems"].items():
         assert measured["usable"], (system, output)
@@ -1044,6 +1050,25 @@ def _smoke_group(smoke: tuple[dict, str, Path], name: str) -> tuple[dict, dict, 
     assert group["usable"], output
     assert group["flags"] == [], output
     return doc, group, (out / f"{doc['run']['stamp']}.md").read_text()
+
+
+def test_the_gateway_runs_from_the_compiled_copy_and_the_baselines_from_the_checkout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--build compiled points GATEWAY_ROOT_ENV at the compiled copy: `python -m gateway`
+    imports the gateway from its working directory."""
+    values = {"python": "python", "repo": str(REPO), "workdir": str(tmp_path)}
+    values |= {"port": "1", "admin_port": "2", "store_url": "redis://x", "forward_url": "u"}
+    copy = tmp_path / "copy"
+    for root in (None, copy):
+        if root is not None:
+            monkeypatch.setenv(GATEWAY_ROOT_ENV, str(root))
+        for system in (*SYSTEMS, FORWARDING_GATEWAY):
+            workdir = tmp_path / f"{system.name}-{root is not None}-{id(system)}"
+            workdir.mkdir()
+            launch = resolve(system, values, workdir)
+            expected = (root or REPO) if system.name == "gateway" else REPO
+            assert launch.cwd == expected, system.name
 
 
 def run_harness(*args: str) -> str:

@@ -158,6 +158,13 @@ def test_the_image_is_configured_to_run_as_a_non_root_gateway(image: Built) -> N
     assert DATA in config["Volumes"]
 
 
+def test_the_image_runs_the_mypyc_compiled_gateway(image: Built) -> None:
+    """The Dockerfile's default build (MYPYC=1): what the README's performance numbers
+    measure. The whole list is compiled or none of it (tests/unit/test_build.py)."""
+    out = image.engine.check("run", "--rm", "--network", "host", IMAGE, "--version")
+    assert out.strip() == "webhook-gateway 0.1.0 (mypyc)"
+
+
 def test_the_final_stage_has_no_compilers_pip_or_build_leftovers(image: Built) -> None:
     probe = (
         "import importlib.util, os, shutil; "

@@ -16,6 +16,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import build as gateway_build
+
 from tests.support.configs import config_variant
 from tests.support.processes import GatewayProcess, RedisServer, http_status, wait_until
 from tests.support.rawhttp import RawClient, post
@@ -193,7 +195,8 @@ def test_metrics_count_requests_and_resolve_microsecond_acks(gateway: GatewayPro
     assert samples[("webhook_gateway_duplicates_total", (src,))] == 1
     assert samples[("webhook_gateway_ack_duration_seconds_count", (src,))] == 2
     assert ("webhook_gateway_ack_duration_seconds_bucket", (("le", "2.5e-05"), src)) in samples
-    assert samples[("webhook_gateway_build_info", (("version", "0.1.0"),))] == 1
+    info = (("build", gateway_build.kind()), ("version", "0.1.0"))
+    assert samples[("webhook_gateway_build_info", info)] == 1
 
 
 def test_sigterm_under_load_exits_0_and_every_200_was_queued(
