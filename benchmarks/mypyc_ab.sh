@@ -9,7 +9,7 @@
 # Prints each run, then the medians. The copy runs on this checkout's .venv (`python -m
 # gateway` from the copy's root imports the copy's gateway), and is deleted at the end.
 # Commit first: the numbers should name the commit they measured.
-# The gateway does not ship compiled yet: see "mypyc" in the README's performance notes.
+# The container image ships the compiled build: see "mypyc" in the README's performance notes.
 # Usage: benchmarks/mypyc_ab.sh ingest|drain [PAIRS]   (default 5)
 set -u
 cd "$(dirname "$0")/.."

@@ -17,7 +17,6 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import build as gateway_build
-
 from tests.support.configs import config_variant
 from tests.support.processes import GatewayProcess, RedisServer, http_status, wait_until
 from tests.support.rawhttp import RawClient, post
