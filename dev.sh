@@ -65,21 +65,30 @@ PY
     --logfile "$(cd "$dir" && pwd)/redis.log" >/dev/null
 }
 
-# Make DIR a copy of the checkout with mypyc-modules.txt compiled in place, by setup.py
-# as the compiled wheel is (GATEWAY_MYPYC=1: the same options, the same mypy; needs a C
-# compiler and the Python headers). The copy holds the files git knows of (tracked or not
-# ignored) as they are now and uses this .venv; it is for tests and measurements, so no
-# compiled module ever sits beside the sources, where it would shadow later edits.
+# Make DIR a copy of the checkout with mypyc-modules.txt compiled: the compiled wheel is
+# built from it as the container image builds it (pip, GATEWAY_MYPYC=1, setup.py and the
+# build requirements of build_support/backend.py: mypy, the dependencies; needs a C
+# compiler and the Python headers), and its compiled modules are put beside their sources
+# in the copy. The copy holds the files git knows of (tracked or not ignored) as they are
+# now and uses this .venv; it is for tests and measurements, so no compiled module ever
+# sits beside the sources of the checkout, where it would shadow later edits.
 compiled_copy() {
   local dir="$1" started
   git ls-files -z --cached --others --exclude-standard \
     | tar --null --ignore-failed-read -T - -c 2>/dev/null | tar -x -C "$dir"
   ln -s "$PWD/.venv" "$dir/.venv"
   started=$(date +%s)
-  (cd "$dir" && GATEWAY_MYPYC=1 .venv/bin/python setup.py -q build_ext --inplace > mypyc.log 2>&1) \
-    || { tail -n 30 "$dir/mypyc.log" >&2; say "mypyc failed"; exit 1; }
-  (cd "$dir" && .venv/bin/python -c \
-    'import gateway.build as b; assert b.kind() == "mypyc", b.kind()')
+  (cd "$dir" && GATEWAY_MYPYC=1 .venv/bin/python -m pip wheel --no-deps -w dist . > mypyc.log 2>&1) \
+    || { tail -n 30 "$dir/mypyc.log" >&2; say "building the compiled wheel failed"; exit 1; }
+  (cd "$dir" && .venv/bin/python - <<'PY'
+import glob, zipfile
+(wheel,) = glob.glob("dist/*.whl")
+with zipfile.ZipFile(wheel) as built:
+    built.extractall(".", [name for name in built.namelist() if name.endswith(".so")])
+import gateway.build as b
+assert b.kind() == "mypyc", b.kind()
+PY
+  )
   say "compiled $(grep -cv '^#' mypyc-modules.txt) modules with mypyc in $dir in $(( $(date +%s) - started )) s"
 }
 
