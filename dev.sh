@@ -26,16 +26,11 @@ ensure_redis_server() {
 
 ensure_venv() {
   local extras="$1"
-  # One install at a time: .ci/run builds the compiled copy while the suite runs, and
-  # both start here.
-  exec 8>.venv.lock
-  flock 8
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv 2>/dev/null || { rm -rf .venv; apt_install python3-venv; python3 -m venv .venv; }
   fi
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras}"
-  exec 8>&-  # closing it releases the lock
 }
 
 # Start a local redis-server (AOF on, noeviction) when nothing answers at
@@ -97,17 +92,11 @@ PY
   say "compiled $(grep -cv '^#' mypyc-modules.txt) modules with mypyc in $dir in $(( $(date +%s) - started )) s"
 }
 
-# Run pytest on a throwaway compiled copy (compiled_copy), deleted afterwards; or on
-# COMPILED_COPY, one `./dev.sh compiled-copy` made already (.ci/run builds it while the
-# suite runs), left in place.
+# Run pytest on a throwaway compiled copy (compiled_copy), deleted afterwards.
 test_compiled() {
-  if [ -n "${COMPILED_COPY:-}" ]; then
-    copy="$COMPILED_COPY"
-  else
-    copy="$(mktemp -d)"  # global: the EXIT trap runs after the function returned
-    trap 'rm -rf "$copy"' EXIT
-    compiled_copy "$copy"
-  fi
+  copy="$(mktemp -d)"  # global: the EXIT trap runs after the function returned
+  trap 'rm -rf "$copy"' EXIT
+  compiled_copy "$copy"
   local status=0
   (cd "$copy" && .venv/bin/python -m pytest -p no:cacheprovider "$@") || status=$?
   return "$status"
