@@ -26,16 +26,16 @@ COPY=$(mktemp -d)
 ./dev.sh compiled-copy "$COPY" || ab_die "no compiled copy"
 cd "$COPY"
 mapfile -t SOS < <(find . -name '*.so' -not -path './build/*' -not -path './.venv/*')
-loaded() {  # what `import gateway.protocol` loads in the copy: the .so or the .py
-  .venv/bin/python -c 'import gateway.protocol as m; print(m.__file__.rsplit(".", 1)[1])'
+loaded() {  # the build the copy imports (gateway.build): mypyc or interpreted
+  .venv/bin/python -c 'import gateway.build as b; print(b.kind())'
 }
 as_built() {  # compiled|interpreted
   local f
   for f in "${SOS[@]}"; do
     if [ "$1" = compiled ]; then [ -e "$f.off" ] && mv "$f.off" "$f"; else [ -e "$f" ] && mv "$f" "$f.off"; fi
   done
-  local want=so; [ "$1" = interpreted ] && want=py
-  [ "$(loaded)" = "$want" ] || ab_die "the $1 run would import gateway.protocol from .$(loaded)"
+  local want=mypyc; [ "$1" = interpreted ] && want=interpreted
+  [ "$(loaded)" = "$want" ] || ab_die "the $1 run would import the $(loaded) gateway"
 }
 : > "$COPY/runs.txt"
 for i in $(seq 1 "$PAIRS"); do
