@@ -144,10 +144,16 @@ class TargetForwarder:
         await self._until_ok(lambda: self._store.ensure_group(partition, self.target.name))
         await self._resume_own(partition)
         failures = 0  # claims failed in a row
+        orphans_left = False  # a retake of lost claims' entries ran out of room
         while not self._stopping:
             await self._wait_for_slot()
             if self._stopping:
                 return  # no slot came free: a claim now would take what none can deliver
+            if orphans_left:
+                # Older than any new entry, so they go first, as slots free. Left to
+                # the reclaim, they waited a visibility timeout (a drain stalled so).
+                orphans_left = await self._take_orphans(partition)
+                continue
             count = min(self._free, self._config.batch, self._share)
             claim = partial(
                 self._store.claim, partition, self.target.name, self._consumer, count, BLOCK_MS
@@ -157,7 +163,7 @@ class TargetForwarder:
             except StoreUnavailable as exc:
                 failures += 1
                 self._store_down(exc)
-                await self._take_orphans(partition)
+                orphans_left = await self._take_orphans(partition)
                 # Backed off: a claim can keep failing while other calls succeed
                 # (Redis at maxclients for a new claim connection, a full disk
                 # under the spool); without a pause that was ~600 claims a second.
@@ -168,18 +174,21 @@ class TargetForwarder:
             for entry in claimed:
                 self._start(entry)
 
-    async def _take_orphans(self, partition: int) -> None:
+    async def _take_orphans(self, partition: int) -> bool:
         """Redis may have run a failed claim and lost only its reply: the entries it
         handed this consumer are pending under its name, unseen. They are taken
         again before any new claim; else they would wait for the reclaim, a
-        visibility timeout later. What this consumer holds is left alone."""
+        visibility timeout later. What this consumer holds is left alone.
+
+        Up to the room there is (claims side by side may have asked past the free
+        slots); True when more may be left."""
 
         def holds(entry_id: bytes) -> bool:
             return self._deliveries.holds_id(partition, entry_id)
 
         count = self._room()
         if count <= 0:
-            return  # left pending: the next failed claim's retake, or the reclaim
+            return True
         claim = partial(
             self._store.claim_orphans,
             partition,
@@ -190,7 +199,9 @@ class TargetForwarder:
             count,
         )
         held = self._deliveries.held()
-        self._start_unless_held(await self._until_ok(claim), held)
+        taken = await self._until_ok(claim)
+        self._start_unless_held(taken, held)
+        return len(taken) >= count
 
     async def _resume_own(self, partition: int) -> None:
         """Deliver what this consumer name had claimed before a crash or restart

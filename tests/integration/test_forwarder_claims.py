@@ -295,6 +295,60 @@ def test_entries_a_lost_claim_reply_carried_are_delivered_before_new_ones_are_cl
     assert redis_db.xlen(stream) == 0
 
 
+def test_orphans_past_the_room_of_one_retake_are_all_taken_before_the_reclaim(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """More entries pending under this consumer, unseen, than one retake has room
+    for (lost replies of claims that asked past the free slots, side by side). The
+    retake took the room's worth and left the rest to the reclaim, a visibility
+    timeout (600 s here) later: CI saw the drain stall so, now and then."""
+    orphans, stream = 40, "{gw:0}:q:app"
+    proxy = DropReplyProxy(redis_server.port, trigger=b"$1\r\n>\r\n")
+
+    def claiming_new_entries() -> bool:
+        # Blocked in XREADGROUP: a claim of new entries (resuming does not block).
+        clients = redis_db.client_list()
+        return any(c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in clients)
+
+    def orphan_entries() -> None:
+        """As a lost reply leaves them: claimed under the forwarder's name, unseen.
+        One transaction: the forwarder's blocked claim finds none of them new."""
+        wait_until(claiming_new_entries, what="a claim blocked in XREADGROUP")
+        proxy.armed.set()  # the next claim's reply is lost: the retake follows
+        pipe = redis_db.pipeline(transaction=True)
+        for i in range(orphans):
+            fields = {"source": "inbox", "type": "message.received", "key": f"k{i}"}
+            pipe.xadd(stream, {**fields, "body": seed()})
+        pipe.xreadgroup("gateway", "orphans", {stream: ">"}, count=orphans)
+        pipe.execute()
+
+    async def scenario() -> list[bytes]:
+        app = AnsweringApp(wanted=orphans)
+        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(store_config(f"redis://127.0.0.1:{proxy.port}/0"), block_ms=100)
+        # Room for 7 at a time: 4 slots, 2 claimed ahead, 1 past the budget.
+        forwarder = forwarder_to(port, store, "orphans", visibility=600.0)
+        forwarder.start()
+        try:
+            await asyncio.to_thread(orphan_entries)
+            async with asyncio.timeout(15):
+                await app.enough.wait()
+        finally:
+            await forwarder.stop(5.0)
+            await store.close()
+            server.close()
+        return app.keys
+
+    try:
+        keys = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    assert proxy.dropped.is_set()
+    assert sorted(keys) == sorted(f"k{i}".encode() for i in range(orphans))  # each once
+    assert redis_db.xpending(stream, "gateway")["pending"] == 0
+
+
 @pytest.mark.parametrize("dead", [2, 30])
 def test_a_dead_consumers_entries_go_ahead_of_a_backlog_that_keeps_every_slot_busy(
     redis_server: RedisServer, redis_db: redis.Redis, dead: int
