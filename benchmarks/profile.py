@@ -6,7 +6,14 @@ recording the pinned gateway, and prints a Markdown report: each run's CPU µs p
 request or event (from /proc), then the frames with the most samples, by function
 (line numbers merged), self and inclusive.
 
-    python -m benchmarks.profile [--top 25] [--out benchmarks/out/profile.md]
+    python -m benchmarks.profile [--build compiled|interpreted] [--top 25] [--out FILE]
+
+--build compiled (the default, what the container image ships) profiles a copy of the
+checkout with mypyc-modules.txt compiled (./dev.sh compiled-copy). Its compiled functions
+are C functions (CPyDef_module___Class___method), not Python frames, so each run is made
+twice: under Linux perf (cpu-clock, the process's own CPU by native symbol, self only) and
+under py-spy, whose Python frames are then exactly what is still interpreted. (py-spy
+--native pauses the process for every sample: 13k req/s fell to 479 under it.)
 
 Needs py-spy (pip install py-spy), wrk and redis-server. py-spy counts a sample
 whenever the thread is not idle in epoll, so a socket write that wakes a peer on
@@ -26,6 +33,9 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.run import gateway_build
+from benchmarks.systems import gateway_root
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = (
@@ -60,6 +70,30 @@ def read_collapsed(text: str) -> Profile:
     return Profile(total, self_time, inclusive)
 
 
+_PERF_ROW = re.compile(r"^\s*[0-9.]+%\s+(\d+)\s+(\S+)\s+\[[.k]\]\s+(\S+)")
+
+
+def read_perf(report_text: str) -> Profile:
+    """`perf report --stdio -n --sort dso,symbol`: samples per native symbol (self)."""
+    self_time: Counter[str] = Counter()
+    for line in report_text.splitlines():
+        row = _PERF_ROW.match(line)
+        if row:
+            samples, dso, symbol = row.groups()
+            self_time[f"{symbol} ({dso})"] += int(samples)
+    return Profile(sum(self_time.values()), self_time, Counter())
+
+
+def perf_report(data: Path) -> str:
+    command = ["perf", "report", "-i", str(data), "--stdio", "-n", "--no-children"]
+    done = subprocess.run(
+        [*command, "--sort", "dso,symbol", "-g", "none"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"perf report failed: {done.stderr.strip()}")
+    return done.stdout
+
+
 def table(title: str, counts: Counter[str], total: int, top: int) -> list[str]:
     rows = [f"| {title} | % of samples |", "|---|--:|"]
     for frame, n in counts.most_common(top):
@@ -84,18 +118,30 @@ def report(name: str, script: str, measured: str, profile: Profile, top: int) ->
     ]
 
 
-def run(script: str, label: str, collapsed: Path) -> str:
-    env = {"PROFILE": str(collapsed), "PROFILE_FORMAT": "raw"}
+def native_report(name: str, script: str, measured: str, profile: Profile, top: int) -> list[str]:
+    return [
+        f"### {name}, native (perf)",
+        "",
+        f"`{script}` under `perf record -e cpu-clock -F 999`: `{measured}`; "
+        f"{profile.samples:,} samples of the gateway's own CPU.",
+        "",
+        *table("self (symbol, library)", profile.self_time, profile.samples, top),
+        "",
+    ]
+
+
+def run(script: str, label: str, recorded: Path, tool: str) -> str:
+    env = {"PROFILE": str(recorded), "PROFILE_FORMAT": "raw", "PROFILE_TOOL": tool}
     done = subprocess.run(
         ["bash", script, label],
-        cwd=REPO,
+        cwd=gateway_root(),  # the scripts start `python -m gateway` from their directory
         env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=False,
     )
     last = done.stdout.strip().splitlines()[-1:] or ["(no output)"]
-    if done.returncode != 0 or not collapsed.is_file():
+    if done.returncode != 0 or not recorded.is_file():
         raise SystemExit(f"{script} failed: {done.stderr.strip() or last[0]}")
     return last[0]
 
@@ -104,18 +150,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=25, help="frames per table (default 25)")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
+    parser.add_argument("--build", choices=("compiled", "interpreted"), default="compiled")
     args = parser.parse_args(argv)
-    missing = [t for t in ("wrk", "redis-server") if shutil.which(t) is None]
+    tools = ("wrk", "redis-server", *(("perf",) if args.build == "compiled" else ()))
+    missing = [t for t in tools if shutil.which(t) is None]
     if shutil.which("py-spy", path=str(REPO / ".venv/bin")) is None:
         missing.append("py-spy (pip install py-spy)")
     if missing:
         print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 2
-    lines = ["## Profile (py-spy, `python -m benchmarks.profile`)", ""]
-    with tempfile.TemporaryDirectory() as tmp:
+    with gateway_build(args.build) as kind, tempfile.TemporaryDirectory() as tmp:
+        if kind is None:
+            return 1
+        lines = [f"## Profile (`python -m benchmarks.profile`, {kind} build)", ""]
         for name, script in RUNS:
+            if kind == "mypyc":
+                data = Path(tmp) / f"{name}.perf"
+                measured = run(script, "perf", data, "perf")
+                native = read_perf(perf_report(data))
+                lines += native_report(name, script, measured, native, args.top)
             collapsed = Path(tmp) / f"{name}.txt"
-            measured = run(script, "profile", collapsed)
+            measured = run(script, "profile", collapsed, "py-spy")
             profile = read_collapsed(collapsed.read_text())
             lines += report(name, script, measured, profile, args.top)
     text = "\n".join(lines)

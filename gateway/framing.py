@@ -117,7 +117,10 @@ def parser_error(reason: str) -> Reply:
 
 def path(url: bytes) -> str:
     """The path of an origin-form or absolute-form request target, no query."""
-    if url[:1] == b"/" and b"?" not in url and b"#" not in url:
+    # find(), not `in`: bytes.__contains__ first tries its operand as an int, and for
+    # bytes that raises and clears a TypeError, its message formatted: 2.7% of the
+    # compiled gateway's CPU per request under perf (benchmarks/PROFILE.md).
+    if url[:1] == b"/" and url.find(b"?") < 0 and url.find(b"#") < 0:
         return url.decode("latin-1")
     try:
         parsed = httptools.parse_url(url)
