@@ -127,7 +127,9 @@ case "${1:-}" in
     test_compiled "$@"
     ;;
   compiled-copy)  # DIR (empty): what benchmarks/mypyc_ab.sh measures
-    ensure_venv "[test]"
+    # DEV_VENV_READY=1: the venv was just installed by the caller, which may be running
+    # tests from it meanwhile (.ci/run): a second pip install would rewrite it under them.
+    [ "${DEV_VENV_READY:-0}" = 1 ] || ensure_venv "[test]"
     compiled_copy "$2"
     ;;
   *)
