@@ -85,10 +85,8 @@ def read_perf(report_text: str) -> Profile:
 
 
 def perf_report(data: Path) -> str:
-    command = ["perf", "report", "-i", str(data), "--stdio", "-n", "--no-children"]
-    done = subprocess.run(
-        [*command, "--sort", "dso,symbol", "-g", "none"], capture_output=True, text=True
-    )
+    command = ["perf", "report", "-i", str(data), "--stdio", "-n", "--no-children", "-g", "none"]
+    done = subprocess.run([*command, "--sort", "dso,symbol"], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"perf report failed: {done.stderr.strip()}")
     return done.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -125,6 +126,39 @@ class AnsweringApp:
             await writer.drain()
 
 
+async def forward_until_answered(
+    app: AnsweringApp,
+    store_url: str,
+    consumer: str,
+    within: float,
+    *,
+    partitions: int = 1,
+    meanwhile: Callable[[], None] | None = None,
+    linger: float = 0.0,
+    **forwarder_fields: Any,
+) -> AnsweringApp:
+    """Forward as `consumer` from the store at `store_url` (claims blocking 100 ms) to
+    `app` until it has every answer it wants, `within` seconds at most; then stop (5 s grace)
+    and close the store. `meanwhile` runs in a thread once the forwarder started;
+    `linger`: seconds more, for a duplicate still on its way to land in `app.keys`."""
+    server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(store_config(store_url, partitions=partitions), block_ms=100)
+    forwarder = forwarder_to(port, store, consumer, **forwarder_fields)
+    forwarder.start()
+    try:
+        if meanwhile is not None:
+            await asyncio.to_thread(meanwhile)
+        async with asyncio.timeout(within):
+            await app.enough.wait()
+        await asyncio.sleep(linger)
+    finally:
+        await forwarder.stop(5.0)
+        await store.close()
+        server.close()
+    return app
+
+
 def test_a_reclaim_while_claims_wait_in_redis_leaves_room_for_what_they_asked(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
@@ -224,27 +258,12 @@ def test_an_entry_without_an_events_fields_is_dead_lettered_and_the_others_flow(
     """Something else wrote into the stream: raised while claiming, it ended the
     partition's claim loop for good (and met the next one after a restart)."""
     stream = "{gw:0}:q:app"
+    redis_db.xadd(stream, {"note": "not an event"})
+    fields = {"source": "inbox", "type": "message.received", "key": "fine"}
+    redis_db.xadd(stream, {**fields, "body": seed()})
 
-    async def scenario() -> int:
-        app = AnsweringApp()
-        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        store = RedisStore(store_config(redis_server.url), block_ms=100)
-        redis_db.xadd(stream, {"note": "not an event"})
-        fields = {"source": "inbox", "type": "message.received", "key": "fine"}
-        redis_db.xadd(stream, {**fields, "body": seed()})
-        forwarder = forwarder_to(port, store, "foreign")
-        forwarder.start()
-        try:
-            async with asyncio.timeout(10):
-                await app.first.wait()
-        finally:
-            await forwarder.stop(5.0)
-            await store.close()
-            server.close()
-        return app.answered
-
-    assert asyncio.run(scenario()) == 1
+    app = asyncio.run(forward_until_answered(AnsweringApp(), redis_server.url, "foreign", 10))
+    assert app.answered == 1
     ((_, dead),) = redis_db.xrange("{gw:0}:dead:app")
     assert (dead[b"note"], dead[b"status"]) == (b"not an event", b"0")
     assert dead[b"error"].startswith(b"malformed stream entry: no 'source' field")
@@ -268,25 +287,11 @@ def test_entries_a_lost_claim_reply_carried_are_delivered_before_new_ones_are_cl
     # The `>` of a claim of new entries, and only that: resuming reads from "0".
     proxy = DropReplyProxy(redis_server.port, trigger=b"$1\r\n>\r\n")
 
-    async def scenario() -> list[bytes]:
-        app = AnsweringApp(wanted=events)
-        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        store = RedisStore(store_config(f"redis://127.0.0.1:{proxy.port}/0"), block_ms=100)
-        forwarder = forwarder_to(port, store, "lost-reply", max_attempts=1)
-        proxy.armed.set()
-        forwarder.start()
-        try:
-            async with asyncio.timeout(15):
-                await app.enough.wait()
-        finally:
-            await forwarder.stop(5.0)
-            await store.close()
-            server.close()
-        return app.keys
-
+    proxy.armed.set()
+    lossy = f"redis://127.0.0.1:{proxy.port}/0"
     try:
-        keys = asyncio.run(scenario())
+        run = forward_until_answered(AnsweringApp(events), lossy, "lost-reply", 15, max_attempts=1)
+        keys = asyncio.run(run).keys
     finally:
         proxy.close()
     assert proxy.dropped.is_set()  # a claim's reply really was lost
@@ -322,26 +327,17 @@ def test_orphans_past_the_room_of_one_retake_are_all_taken_before_the_reclaim(
         pipe.xreadgroup("gateway", "orphans", {stream: ">"}, count=orphans)
         pipe.execute()
 
-    async def scenario() -> list[bytes]:
-        app = AnsweringApp(wanted=orphans)
-        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        store = RedisStore(store_config(f"redis://127.0.0.1:{proxy.port}/0"), block_ms=100)
-        # Room for 7 at a time: 4 slots, 2 claimed ahead, 1 past the budget.
-        forwarder = forwarder_to(port, store, "orphans", visibility=600.0)
-        forwarder.start()
-        try:
-            await asyncio.to_thread(orphan_entries)
-            async with asyncio.timeout(15):
-                await app.enough.wait()
-        finally:
-            await forwarder.stop(5.0)
-            await store.close()
-            server.close()
-        return app.keys
-
+    # Room for 7 at a time: 4 slots, 2 claimed ahead, 1 past the budget.
+    run = forward_until_answered(
+        AnsweringApp(orphans),
+        f"redis://127.0.0.1:{proxy.port}/0",
+        "orphans",
+        15,
+        meanwhile=orphan_entries,
+        visibility=600.0,
+    )
     try:
-        keys = asyncio.run(scenario())
+        keys = asyncio.run(run).keys
     finally:
         proxy.close()
     assert proxy.dropped.is_set()
@@ -373,24 +369,10 @@ def test_a_dead_consumers_entries_go_ahead_of_a_backlog_that_keeps_every_slot_bu
     for i in range(backlog):
         add(f"b{i}")
 
-    async def scenario() -> list[bytes]:
-        app = AnsweringApp(wanted=backlog + dead, delay=0.1)
-        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        store = RedisStore(store_config(redis_server.url), block_ms=100)
-        # concurrency 8: a reclaim pass may take 2 past the budget (a quarter of it)
-        forwarder = forwarder_to(port, store, "alive", concurrency=8, visibility=1.0)
-        forwarder.start()
-        try:
-            async with asyncio.timeout(30):
-                await app.enough.wait()
-        finally:
-            await forwarder.stop(5.0)
-            await store.close()
-            server.close()
-        return app.keys
-
-    keys = asyncio.run(scenario())
+    app = AnsweringApp(wanted=backlog + dead, delay=0.1)
+    # concurrency 8: a reclaim pass may take 2 past the budget (a quarter of it)
+    run = forward_until_answered(app, redis_server.url, "alive", 30, concurrency=8, visibility=1.0)
+    keys = asyncio.run(run).keys
     assert sorted(keys) == sorted([*dead_keys, *(b"b%d" % i for i in range(backlog))])
     # Taken at the first pass or so, about 80 deliveries in; before, the last ones.
     assert max(keys.index(key) for key in dead_keys) < backlog - 40
@@ -420,28 +402,19 @@ def test_claim_replies_lost_again_and_again_under_a_backlog_deliver_each_entry_o
                 return
             proxy.armed.set()
 
-    async def scenario() -> list[bytes]:
-        app = AnsweringApp(wanted=partitions * per_partition, delay=0.005)
-        server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        url = f"redis://127.0.0.1:{proxy.port}/0"
-        lossy = RedisStore(store_config(url, partitions=partitions), block_ms=100)
-        forwarder = forwarder_to(port, lossy, "lossy", concurrency=32)
-        forwarder.start()
-        try:
-            async with asyncio.timeout(45):
-                await app.enough.wait()
-            await asyncio.sleep(0.5)  # a duplicate still on its way lands in `keys`
-        finally:
-            await forwarder.stop(5.0)
-            await lossy.close()
-            server.close()
-        return app.keys
-
+    run = forward_until_answered(
+        AnsweringApp(wanted=partitions * per_partition, delay=0.005),
+        f"redis://127.0.0.1:{proxy.port}/0",
+        "lossy",
+        45,
+        partitions=partitions,
+        linger=0.5,  # a duplicate still on its way lands in `keys`
+        concurrency=32,
+    )
     arming = threading.Thread(target=arm_again_and_again, daemon=True)
     arming.start()
     try:
-        keys = asyncio.run(scenario())
+        keys = asyncio.run(run).keys
     finally:
         stop_arming.set()
         proxy.close()
