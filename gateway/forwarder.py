@@ -181,7 +181,8 @@ class TargetForwarder:
         visibility timeout later. What this consumer holds is left alone.
 
         Up to the room there is (claims side by side may have asked past the free
-        slots); True when more may be left."""
+        slots); True when more may be left: the store took as many as it was asked
+        for (it comes back short only when none are left)."""
 
         def holds(entry_id: bytes) -> bool:
             return self._deliveries.holds_id(partition, entry_id)

@@ -62,8 +62,8 @@ class DeliveryStore(Store, Protocol):
     ) -> list[Queued]:
         """Up to `count` entries pending under `consumer` (of the first `scan`) that
         it does not hold, taken again: what a failed claim may have handed it (its
-        reply lost) without its knowing. Their attempt stays what the lost claim
-        counted: the retake is not another attempt."""
+        reply lost) without its knowing; fewer only when no more are left. Their
+        attempt stays what the lost claim counted: the retake is not another attempt."""
         ...
 
     async def claim_stale(

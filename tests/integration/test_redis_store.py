@@ -368,8 +368,37 @@ def test_an_orphan_another_consumer_reclaimed_meanwhile_stays_with_it(
             await store.close()
 
     orphans, owners = asyncio.run(scenario())
-    assert orphans == ["fresh"]  # count 2: "old" was one of them, and is gone to "d"
+    assert orphans == ["fresh", "fresh2"]  # count 2: "old" is gone to "d", the next in its place
     assert list(owners.values()) == ["d"]
+
+
+def test_orphans_acked_between_the_listing_and_the_claim_leave_room_for_the_next(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """The first `count` orphans listed had their acks land between XPENDING and
+    XCLAIM: the retake came back empty with more orphans pending, so the forwarder
+    took none were left and left them for the reclaim, a visibility timeout later
+    (CI on 5ed57d5). Fewer than `count` now means no more are left."""
+    stream = "{gw:0}:q:app"
+
+    async def scenario() -> list[str]:
+        store = RedisStore(store_config(redis_server.port))
+        try:
+            await store.admit(0, [admission(f"o{i}", f"t{i}") for i in range(5)])
+            await store.ensure_group(0, "app")
+            first = await store.claim(0, "app", "c", 5, 0)  # its reply "lost"
+            acked = {entry.id for entry in first[:2]}
+
+            def holds(entry_id: bytes) -> bool:
+                if entry_id in acked:  # called between XPENDING and XCLAIM
+                    redis_db.xack(stream, "gateway", entry_id)
+                return False
+
+            return [e.key for e in await store.claim_orphans(0, "app", "c", holds, 100, 2)]
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ["o2", "o3"]
 
 
 def test_reclaiming_goes_on_from_where_the_last_scan_stopped(
