@@ -28,6 +28,13 @@ class Admission(NamedTuple):
     targets: tuple[str, ...]  # empty: unrouted and dropped (still marked seen)
 
 
+def marker_value(a: Admission) -> str:
+    """What an event's dedup marker holds, in every store: its request's token
+    (found again, the call was re-sent: the event is ours) and its body's digest
+    (the same key with another body is a conflict). resp.AdmitPacker inlines it."""
+    return f"{a.token}|{a.digest}"
+
+
 class AdmitOutcome(enum.IntEnum):
     DUPLICATE = 0
     ACCEPTED = 1

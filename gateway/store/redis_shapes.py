@@ -5,7 +5,7 @@ Tested without Redis; gateway/store/redis.py makes the calls.
 Key layout (every key of one call shares the `{prefix:partition}` hash tag,
 so each call stays in one Redis Cluster slot):
 
-    {gw:0}:idem:<source>:<event>:<key>   dedup marker, value = request token, PX = dedup TTL
+    {gw:0}:idem:<source>:<event>:<key>   dedup marker: "<token>|<body digest>", PX TTL
     {gw:0}:q:<target>                    the target's stream of undelivered events
     {gw:0}:retry:<target>                sorted set: old entry id -> due time (ms)
     {gw:0}:retrydata:<target>            hash: old entry id -> the event waiting to retry
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.models import Admission, AdmitOutcome, Queued
+from gateway.models import Admission, AdmitOutcome, Queued, marker_value
 from gateway.store import resp
 
 
@@ -46,14 +46,21 @@ class Keys:
 def admit_arguments(
     keys: Keys, partition: int, batch: Sequence[Admission], ttl_ms: int
 ) -> tuple[list[str], list[str | bytes | int]]:
-    """KEYS and ARGV of one admit call (pure, so it is tested without Redis)."""
+    """KEYS and ARGV of one admit call (pure, so it is tested without Redis): the
+    markers, then the streams; ttl, the event count, the kinds (source, type and
+    stream offsets, each once), then per event its marker value, kind, key, body."""
     markers = [keys.marker(partition, a.dedup_key) for a in batch]
     streams: dict[str, int] = {}
-    argv: list[str | bytes | int] = [ttl_ms, len(batch)]
+    kinds: dict[tuple[str, str, tuple[int, ...]], int] = {}
+    events: list[str | bytes | int] = []
     for a in batch:
-        offsets = [streams.setdefault(t, len(streams) + 1) for t in a.targets]
-        argv += [a.token, a.source, a.event_type, a.key, a.body, a.digest, len(offsets), *offsets]
-    return markers + [keys.stream(partition, t) for t in streams], argv
+        offsets = tuple([streams.setdefault(t, len(streams) + 1) for t in a.targets])
+        kind = kinds.setdefault((a.source, a.event_type, offsets), len(kinds) + 1)
+        events += [marker_value(a), kind, a.key, a.body]
+    argv: list[str | bytes | int] = [ttl_ms, len(batch), len(kinds)]
+    for source, event_type, offsets in kinds:
+        argv += [source, event_type, len(offsets), *offsets]
+    return markers + [keys.stream(partition, t) for t in streams], argv + events
 
 
 def packed_admit(

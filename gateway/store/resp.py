@@ -15,6 +15,7 @@ from typing import TypeVar
 from gateway.models import Admission
 
 K = TypeVar("K", bound=Hashable)
+Kind = tuple[str, str, tuple[int, ...]]  # an event's source, type and stream offsets
 
 
 def command(args: Iterable[str | bytes | int]) -> bytes:
@@ -41,15 +42,14 @@ class AdmitPacker:
     The top Python frame of the ingest profile was `command` on this call (9.5 %
     of samples, benchmarks.profile): per event it took eleven arguments one by
     one. Here an event is one format and its body; the values that repeat
-    (source, event type, targets' offsets, stream keys) are encoded once and kept.
-    The bytes equal `command()`'s (tests/unit/test_resp.py).
+    (a kind's source, type and stream offsets, stream keys) are encoded once and
+    kept. The bytes equal `command()`'s (tests/unit/test_resp.py).
     """
 
     def __init__(self, sha: str) -> None:
         self._head = b"$7\r\nEVALSHA\r\n" + _bulk(sha.encode())
         self._kept: dict[str, bytes] = {}
-        self._names: dict[tuple[str, str], bytes] = {}  # (source, type) -> two bulk strings
-        self._tails: dict[tuple[int, ...], bytes] = {}  # an event's stream offsets, packed
+        self._kinds: dict[Kind, bytes] = {}
 
     def pack(
         self,
@@ -62,43 +62,50 @@ class AdmitPacker:
         """`markers`: each event's marker key; `streams`: the stream keys;
         `offsets`: each event's 1-based offsets into `streams`."""
         kept = self._kept_bulk
-        parts = [b"", self._head, kept(str(len(markers) + len(streams)))]
-        parts += [_bulk(marker.encode()) for marker in markers]
-        parts += [kept(stream) for stream in streams]
-        parts += (_bulk(b"%d" % ttl_ms), kept(str(len(batch))))
-        count = 5 + len(markers) + len(streams)
-        # An event's source and type, and its offsets' tail, repeat from event to event:
-        # one dict lookup each (the bulk strings kept) instead of a call per argument.
-        names, tails = self._names, self._tails
+        head = [b"", self._head, kept(str(len(markers) + len(streams)))]
+        head += [_bulk(marker.encode()) for marker in markers]
+        head += [kept(stream) for stream in streams]
+        head += (_bulk(b"%d" % ttl_ms), kept(str(len(batch))))
+        # This call's kinds, numbered as first seen: kind -> its number, a bulk string.
+        numbered: dict[Kind, bytes] = {}
+        events: list[bytes] = []
         for a, its in zip(batch, offsets, strict=True):
-            token, key, digest = a.token.encode(), a.key.encode(), a.digest.encode()
-            pair = names.get((a.source, a.event_type)) or self._names_of(a.source, a.event_type)
-            tail = tails.get(its) or self._tail_of(its)
-            parts.append(
-                b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n"
-                % (len(token), token, pair, len(key), key, len(a.body))
+            kind = (a.source, a.event_type, its)
+            number = numbered.get(kind) or self._number(numbered, kind)
+            value, key = f"{a.token}|{a.digest}".encode(), a.key.encode()  # marker_value
+            # Each event's bulk strings open with the CRLF that ends the body before it.
+            events.append(
+                b"\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n"
+                % (len(value), value, number, len(key), key, len(a.body))
             )
-            parts.append(a.body)
-            parts.append(b"\r\n$%d\r\n%b\r\n%b" % (len(digest), digest, tail))
-            count += 7 + len(its)
-        parts[0] = b"*%d\r\n" % count
-        return b"".join(parts)
+            events.append(a.body)
+        if events:
+            events[0] = events[0][2:]
+            events.append(b"\r\n")
+        head.append(kept(str(len(numbered))))
+        head += [self._kinds.get(kind) or self._kind_of(kind) for kind in numbered]
+        count = 6 + len(markers) + len(streams) + 4 * len(batch)
+        head[0] = b"*%d\r\n" % (count + sum(3 + len(kind[2]) for kind in numbered))
+        head += events
+        return b"".join(head)
 
-    def _names_of(self, source: str, event_type: str) -> bytes:
-        pair = _bulk(source.encode()) + _bulk(event_type.encode())
-        return _keep(self._names, (source, event_type), pair)
+    def _number(self, numbered: dict[Kind, bytes], kind: Kind) -> bytes:
+        number = numbered[kind] = self._kept_bulk(str(len(numbered) + 1))
+        return number
 
-    def _tail_of(self, offsets: tuple[int, ...]) -> bytes:
-        """The count of an event's stream offsets, then each: bulk strings."""
+    def _kind_of(self, kind: Kind) -> bytes:
+        """A kind's source and type, its count of stream offsets, then each."""
+        source, event_type, offsets = kind
+        names = _bulk(source.encode()) + _bulk(event_type.encode())
         tail = b"".join(_bulk(b"%d" % n) for n in (len(offsets), *offsets))
-        return _keep(self._tails, offsets, tail)
+        return _keep(self._kinds, kind, names + tail)
 
     def _kept_bulk(self, value: str) -> bytes:
         found = self._kept.get(value)
         return found if found is not None else _keep(self._kept, value, _bulk(value.encode()))
 
 
-_MAX_KEPT = 4096  # per cache: sources, types, offsets and stream keys are few
+_MAX_KEPT = 4096  # per cache: kinds (sources, types, offsets) and stream keys are few
 
 
 def _keep(cache: dict[K, bytes], key: K, value: bytes) -> bytes:

@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from gateway.models import Admission, AdmitOutcome, Queued
+from gateway.models import Admission, AdmitOutcome, Queued, marker_value
 
 SWEEP_PER_ADMIT = 256  # expired markers deleted by each admit transaction, at most
 
@@ -86,7 +86,7 @@ def admit(
 
 
 def _admit_one(db: sqlite3.Connection, a: Admission, now_ms: int, ttl_ms: int) -> AdmitOutcome:
-    mine = f"{a.token}|{a.digest}"
+    mine = marker_value(a)
     held = db.execute(
         "SELECT value FROM markers WHERE dedup_key = ? AND expires_at > ?",
         (a.dedup_key, now_ms),

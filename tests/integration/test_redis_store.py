@@ -89,6 +89,57 @@ def test_fan_out_queues_the_event_once_per_target(
     assert redis_db.xlen("{gw:0}:q:audit") == 2
 
 
+def test_each_event_of_a_call_is_queued_with_its_own_source_and_type(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """The call lists each (source, type, targets) once and the events refer to it:
+    events of several kinds in one call, interleaved, each keep their own."""
+    kinds = [("src", "e", ("app",)), ("other", "f", ("app", "audit")), ("src", "g", ("audit",))]
+    batch = []
+    for i in range(7):
+        source, event_type, targets = kinds[i % 3]
+        body = b'{"n":%d}' % i
+        batch.append(
+            Admission(
+                f"{source}:{event_type}:k{i}",
+                f"t{i}",
+                source,
+                event_type,
+                f"k{i}",
+                body,
+                body_digest(body),
+                targets,
+            )
+        )
+    admit(store_config(redis_server.port), [batch])
+    queued = {
+        t: [(f[b"source"], f[b"type"], f[b"key"], f[b"body"]) for _, f in redis_db.xrange(s)]
+        for t, s in (("app", "{gw:0}:q:app"), ("audit", "{gw:0}:q:audit"))
+    }
+    for target in ("app", "audit"):
+        expected = [
+            (a.source.encode(), a.event_type.encode(), a.key.encode(), a.body)
+            for a in batch
+            if target in a.targets
+        ]
+        assert queued[target] == expected
+
+
+def test_a_marker_written_as_token_and_digest_is_a_duplicate_or_a_conflict(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """The marker's value is "<token>|<digest>" for every gateway version (a rolling
+    deploy runs two side by side): the digest after the bar decides."""
+    body = b'{"k":"a"}'
+    redis_db.set("{gw:0}:idem:src:e:a", "0123abcd:17|" + body_digest(body))
+    redis_db.set("{gw:0}:idem:src:e:b", "0123abcd:18|" + body_digest(b"another"))
+    outcomes = admit(
+        store_config(redis_server.port), [[admission("a", "t1", body=body), admission("b", "t2")]]
+    )
+    assert outcomes == [[AdmitOutcome.DUPLICATE, AdmitOutcome.CONFLICT]]
+    assert redis_db.exists("{gw:0}:q:app") == 0
+
+
 def test_unrouted_event_is_marked_but_queued_nowhere(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
@@ -218,18 +269,34 @@ def test_the_admit_call_is_written_when_admit_is_called_not_when_awaited(
     assert outcomes == [AdmitOutcome.ACCEPTED]
 
 
-@pytest.mark.parametrize("offset", [b"0", b"3", b"x"])
+@pytest.mark.parametrize(
+    ("kinds", "events", "error"),
+    [
+        ([b"src", b"e", 1, b"0"], [b"t1|d", 1], "bad stream offset"),
+        ([b"src", b"e", 1, b"3"], [b"t1|d", 1], "bad stream offset"),
+        ([b"src", b"e", 1, b"x"], [b"t1|d", 1], "bad stream offset"),
+        ([b"src", b"e", b"x"], [b"t1|d", 1], "bad target count"),
+        ([b"src", b"e", 1, 1], [b"t1|d", 3], "bad kind"),
+        ([b"src", b"e", 1, 1], [b"t1|d", b"x"], "bad kind"),
+    ],
+)
 def test_a_malformed_admit_call_is_refused_before_it_marks(
-    redis_server: RedisServer, redis_db: redis.Redis, offset: bytes
+    redis_server: RedisServer,
+    redis_db: redis.Redis,
+    kinds: list[bytes | int],
+    events: list[bytes | int],
+    error: str,
 ) -> None:
-    """A bad stream offset (a packer bug) is an error before the SET: a Lua error after
-    it would leave a marker without its event."""
+    """A bad kind, target count or stream offset (a packer bug) is an error before
+    the first SET: a Lua error after it would leave a marker without its event. The
+    call's first event is well formed: nothing of it may be written either."""
     sha = redis_db.script_load(lua.ADMIT)
-    keys = ["{gw:0}:idem:src:e:a", "{gw:0}:q:app"]
-    argv = [60_000, 1, b"t1", b"src", b"e", b"a", b"{}", b"d", 1, offset]
-    with pytest.raises(redis.ResponseError, match="bad stream offset"):
-        redis_db.evalsha(sha, 2, *keys, *argv)
-    assert redis_db.exists("{gw:0}:idem:src:e:a") == 0
+    keys = ["{gw:0}:idem:src:e:a", "{gw:0}:idem:src:e:b", "{gw:0}:q:app"]
+    good_kind = [b"src", b"e", 1, 1]
+    argv = [60_000, 2, 2, *good_kind, *kinds, b"t0|d", 1, b"a", b"{}", *events, b"b", b"{}"]
+    with pytest.raises(redis.ResponseError, match=error):
+        redis_db.evalsha(sha, 3, *keys, *argv)
+    assert redis_db.exists("{gw:0}:idem:src:e:a", "{gw:0}:idem:src:e:b") == 0
     assert redis_db.exists("{gw:0}:q:app") == 0
 
 
