@@ -1,12 +1,13 @@
-"""The gateway against bare_admit and bare in interleaved rounds: the `pairs` group.
+"""The gateway against bare_admit, bare and FastAPI in interleaved rounds: the `pairs` group.
 
 The ingest group measures each system once, one after another, minutes apart; on a
 machine whose speed drifts (a shared virtual machine), the ratio of the gateway's req/s to
 bare_admit's moved from 0.70x to 0.94x between runs of the same code. So this group
-measures the three systems of the two ingest ratio targets (benchmarks/systems.py:
-gateway, bare_admit, bare) close together, `rounds` times: round 1 in the order gateway,
-bare_admit, bare; round 2 in the reverse order, and so on, so that a drift over the group
-falls on all three alike, and no system always runs first or always after the same one.
+measures the systems of the three ingest ratio targets (benchmarks/systems.py:
+gateway, bare_admit, bare, fastapi) close together, `rounds` times: round 1 in the order
+gateway, bare_admit, bare, fastapi; round 2 in the reverse order, and so on, so that a
+drift over the group falls on all alike, and no system always runs first or always after
+the same one.
 The targets take the median of the per-round ratios (benchmarks/pairs_report.py).
 
 Each run: a fresh start of the system exactly as the ingest group starts it (the run's
@@ -51,7 +52,8 @@ class PairsRun(GroupRun):
 
 def measure_pairs(bench: Bench, rounds: int) -> dict[str, Any]:
     """The group's report section as JSON (see benchmarks.pairs_report)."""
-    print(f"\n== pairs: gateway, bare_admit, bare in {interleaved_rounds(rounds)}", flush=True)
+    systems = ", ".join(round_order(1))
+    print(f"\n== pairs: {systems} in {interleaved_rounds(rounds)}", flush=True)
     scenario = next(s for s in bench.scenarios if s.name == THROUGHPUT)
     runs: list[PairsRun] = []
     for round_ in range(1, rounds + 1):

@@ -17,9 +17,9 @@ server under test pinned to one CPU and the load (wrk, Redis, the sink) to the o
   against the gateway with its forwarder on, delivering to a counting sink; the bare
   client and the drain in --rounds interleaved rounds, the order reversed every other
   round, e2e once after them;
-- pairs (benchmarks/pairs.py): the gateway, bare_admit and bare in --rounds interleaved
+- pairs (benchmarks/pairs.py): the gateway, bare_admit, bare and FastAPI in --rounds interleaved
   rounds of the throughput load, each a fresh start pinned as in ingest, the order
-  reversed every other round: the two ingest ratio targets, free of the machine's drift
+  reversed every other round: the three ingest ratio targets, free of the machine's drift
   between one system's ingest and the next;
 - workers (benchmarks/workers.py): the ingest gateway with 1 and with 2 workers,
   --pairs interleaved pairs of the throughput load, nothing pinned;
@@ -202,7 +202,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        help="pairs: gateway, bare_admit and bare, and drain: the bare client and the"
+        help="pairs: gateway, bare_admit, bare and FastAPI, and drain: the bare client and the"
         " gateway draining, each in this many interleaved rounds (default"
         f" {pairs.DEFAULT_ROUNDS}, smoke {pairs.SMOKE_ROUNDS})",
     )

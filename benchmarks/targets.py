@@ -2,7 +2,7 @@
 from the run's JSON document. Pure: no I/O here.
 
 The workers and footprint rows come from benchmarks/process_report.py's `found` dicts,
-the gateway's req/s vs bare and vs bare + admit from benchmarks/pairs_report.py's
+the gateway's req/s vs bare, bare + admit and FastAPI from benchmarks/pairs_report.py's
 when the run has a usable pairs group, and the drain vs the bare client from
 benchmarks/drain_rounds.py's when the delivery group's rounds give a median;
 benchmarks/report.py renders the rows as the report's first table.

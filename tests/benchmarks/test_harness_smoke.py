@@ -385,12 +385,12 @@ INGEST_VS_BARE = "ingest-only acked req/s vs bare"
 INGEST_VS_ADMIT = "ingest-only acked req/s vs bare + admit"
 
 
-def _made_up_pairs(rounds: list[tuple[float | None, float | None, float | None]]) -> dict:
-    """The pairs group's JSON: req/s of (gateway, bare_admit, bare) per round, in each
-    round's own order; None: that run failed."""
+def _made_up_pairs(rounds: list[tuple[float | None, ...]]) -> dict:
+    """The pairs group's JSON: req/s of (gateway, bare_admit, bare, fastapi) per round, in
+    each round's own order; None: that run failed."""
     runs = []
     for n, measured in enumerate(rounds, 1):
-        rps = dict(zip(("gateway", "bare_admit", "bare"), measured, strict=True))
+        rps = dict(zip(("gateway", "bare_admit", "bare", "fastapi"), measured, strict=True))
         for system in round_order(n):
             ok = rps[system] is not None
             run = {"system": system, "round": n, "usable": ok, "flags": [] if ok else ["failed: x"]}
@@ -410,14 +410,19 @@ def _made_up_pairs(rounds: list[tuple[float | None, float | None, float | None]]
     }
 
 
-# Per round gateway / bare_admit 0.90, 0.60, 0.80 and gateway / bare 0.50, 0.20, 0.40:
-# neither median (0.80, 0.40) is the first round's, the mean, the lowest or the highest.
-THREE_ROUNDS = [(36_000, 40_000, 72_000), (24_000, 40_000, 120_000), (32_000, 40_000, 80_000)]
+# Per round gateway / bare_admit 0.90, 0.60, 0.80, gateway / bare 0.50, 0.20, 0.40 and
+# gateway / fastapi 12, 8, 9.6: no median (0.80, 0.40, 9.6) is the first round's, the
+# mean, the lowest or the highest.
+THREE_ROUNDS = [
+    (36_000, 40_000, 72_000, 3_000),
+    (24_000, 40_000, 120_000, 3_000),
+    (32_000, 40_000, 80_000, 3_333.333333),
+]
 
 
 def test_pairs_alternate_the_order_round_by_round() -> None:
-    assert round_order(1) == ("gateway", "bare_admit", "bare")
-    assert round_order(2) == ("bare", "bare_admit", "gateway")
+    assert round_order(1) == ("gateway", "bare_admit", "bare", "fastapi")
+    assert round_order(2) == ("fastapi", "bare", "bare_admit", "gateway")
     assert round_order(3) == round_order(1)
 
 
@@ -438,8 +443,10 @@ def test_ingest_ratio_rows_take_the_median_of_the_interleaved_rounds() -> None:
         " / bare 72,000-120,000 req/s"
     )
     assert rows[INGEST_VS_BARE]["clean"] is True
-    # FastAPI is not in the pairs: its row stays the sequential ingest ratio.
-    assert rows["ingest-only acked req/s vs FastAPI"]["value"] == 25.0
+    # The sequential ingest ratio to FastAPI is 25.0x: the pairs' median is taken.
+    vs_fastapi = rows["ingest-only acked req/s vs FastAPI"]
+    assert (vs_fastapi["value"], vs_fastapi["met"]) == (9.6, False)
+    assert vs_fastapi["basis"].startswith("median of 3 interleaved rounds: 12.00x, 8.00x, 9.60x")
 
 
 def test_ingest_ratio_rows_without_the_pairs_group_use_the_sequential_ingest_runs() -> None:
@@ -454,7 +461,8 @@ def test_ingest_ratio_rows_without_the_pairs_group_use_the_sequential_ingest_run
 
 def test_a_flagged_pair_run_makes_the_ratio_rows_not_clean() -> None:
     flagged = _made_up_pairs(THREE_ROUNDS)
-    flagged["runs"][4]["flags"] = ["other processes used 30% of a core"]
+    (run,) = [r for r in flagged["runs"] if (r["system"], r["round"]) == ("bare_admit", 2)]
+    run["flags"] = ["other processes used 30% of a core"]
     flagged["flags"] = ["bare_admit round 2: other processes used 30% of a core"]
 
     rows = {row["measure"]: row for row in targets(_made_up_run() | {"pairs": flagged})}
@@ -467,10 +475,14 @@ def test_a_flagged_pair_run_makes_the_ratio_rows_not_clean() -> None:
 
 
 def test_a_failed_pair_run_leaves_its_round_without_a_ratio() -> None:
-    failed = _made_up_pairs([THREE_ROUNDS[0], (24_000, None, 120_000), THREE_ROUNDS[2]])
+    failed = _made_up_pairs([THREE_ROUNDS[0], (24_000, None, 120_000, 3_000), THREE_ROUNDS[2]])
 
-    assert failed["summary"]["ratios"] == {"bare_admit": [0.9, None, 0.8], "bare": [0.5, 0.2, 0.4]}
-    assert failed["summary"]["median"] == {"bare_admit": 0.85, "bare": 0.4}
+    assert failed["summary"]["ratios"] == {
+        "bare_admit": [0.9, None, 0.8],
+        "bare": [0.5, 0.2, 0.4],
+        "fastapi": [12.0, 8.0, 9.6],
+    }
+    assert failed["summary"]["median"] == {"bare_admit": 0.85, "bare": 0.4, "fastapi": 9.6}
     # A group with a failed run is not usable: the rows fall back, and say why.
     rows = {row["measure"]: row for row in targets(_made_up_run() | {"pairs": failed})}
     assert rows[INGEST_VS_ADMIT]["value"] == 1.25
@@ -486,7 +498,12 @@ def test_pairs_section_gives_req_s_and_ratios_per_round_and_how_they_were_measur
     assert "| | round 1 | round 2 | round 3 | median | status |" in text
     assert "| gateway req/s | 36,000 | 24,000 | 32,000 | 32,000 | ok |" in text
     assert "| gateway / bare | 0.50x | 0.20x | 0.40x | **0.40x** |  |" in text
-    assert "(round 1: gateway, bare_admit, bare; round 2: bare, bare_admit, gateway;" in text
+    assert "| gateway / fastapi | 12.00x | 8.00x | 9.60x | **9.60x** |  |" in text
+    assert "The gateway, bare_admit, bare, fastapi in 3 interleaved rounds" in text
+    assert (
+        "(round 1: gateway, bare_admit, bare, fastapi; round 2: fastapi, bare, bare_admit,"
+        " gateway;" in text
+    )
     assert "exactly as the ingest group starts it" in text
     assert "`wrk` (measured again, up to 2 times" in text
 
@@ -958,7 +975,7 @@ def test_smoke_delivery_runs_the_rounds_of_post_and_drain_with_exact_counts(
 
 
 @pytest.mark.integration
-def test_smoke_pairs_runs_one_round_of_the_three_systems_pinned_as_ingest(
+def test_smoke_pairs_runs_one_round_of_the_four_systems_pinned_as_ingest(
     smoke: tuple[dict, str, Path],
 ) -> None:
     doc, output, out = smoke
@@ -967,12 +984,13 @@ def test_smoke_pairs_runs_one_round_of_the_three_systems_pinned_as_ingest(
     # CPU, which says nothing about the group working.
     assert measured["usable"], output
 
-    assert measured["orders"] == [["gateway", "bare_admit", "bare"]]
+    assert measured["orders"] == [["gateway", "bare_admit", "bare", "fastapi"]]
     runs = measured["runs"]
     assert [(r["system"], r["round"]) for r in runs] == [
         ("gateway", 1),
         ("bare_admit", 1),
         ("bare", 1),
+        ("fastapi", 1),
     ]
     pinning = doc["machine"]["pinning"]
     server = ["taskset", "-c", ",".join(map(str, pinning["server_cpus"]))]
@@ -988,10 +1006,10 @@ def test_smoke_pairs_runs_one_round_of_the_three_systems_pinned_as_ingest(
     ratios = measured["summary"]["ratios"]
     assert all(len(found) == 1 and found[0] is not None for found in ratios.values()), ratios
     rows = {row["measure"]: row for row in doc["targets"]}
-    for measure in (INGEST_VS_BARE, INGEST_VS_ADMIT):
+    for measure in (INGEST_VS_BARE, INGEST_VS_ADMIT, "ingest-only acked req/s vs FastAPI"):
         assert rows[measure]["basis"].startswith("median of 1 interleaved round: "), rows[measure]
     text = (out / f"{doc['run']['stamp']}.md").read_text()
-    assert "## Gateway vs bare_admit and bare, interleaved rounds" in text
+    assert "## Gateway vs bare_admit, bare and FastAPI, interleaved rounds" in text
     assert "   gateway (round 1): " in output
 
 
