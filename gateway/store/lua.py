@@ -72,10 +72,11 @@ for i = 1, n do
     out[i] = 1
   elseif held == mine then
     out[i] = 1
-  elseif string.match(held, '[^|]*$') == string.match(mine, '[^|]*$') then
-    out[i] = 0
   else
-    out[i] = 2
+    -- models.conflicting: digests of two kinds (an "s" or not) are not compared.
+    local was, now = string.match(held, '[^|]*$'), string.match(mine, '[^|]*$')
+    local tagged = string.sub(was, 1, 1) == 's'
+    if was ~= now and tagged == (string.sub(now, 1, 1) == 's') then out[i] = 2 else out[i] = 0 end
   end
   a = a + 4
 end

@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from gateway.models import Admission, AdmitOutcome, Queued, marker_value
+from gateway.models import Admission, AdmitOutcome, Queued, conflicting, marker_value
 
 SWEEP_PER_ADMIT = 256  # expired markers deleted by each admit transaction, at most
 
@@ -104,9 +104,9 @@ def _admit_one(db: sqlite3.Connection, a: Admission, now_ms: int, ttl_ms: int) -
         return AdmitOutcome.ACCEPTED
     if held[0] == mine:  # our own request, re-sent: already queued
         return AdmitOutcome.ACCEPTED
-    if held[0].endswith("|" + a.digest):
-        return AdmitOutcome.DUPLICATE
-    return AdmitOutcome.CONFLICT
+    if conflicting(held[0].rpartition("|")[2], a.digest):
+        return AdmitOutcome.CONFLICT
+    return AdmitOutcome.DUPLICATE
 
 
 def sweep(db: sqlite3.Connection, now_ms: int, limit: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -179,6 +180,33 @@ def test_admit_accepts_a_new_key_then_answers_duplicate_and_conflict(backend: Ba
             other_body = admission("a", "t3", body=b"another body")
             assert await store.admit(0, [other_body]) == [AdmitOutcome.CONFLICT]
             assert (await store.depth(0, APP))[0] == 1
+
+    run(scenario)
+
+
+def blake2b_digest(body: bytes) -> str:
+    """A body's digest as gateways before 2026-12-07 wrote it into markers."""
+    return hashlib.blake2b(body, digest_size=12).hexdigest()
+
+
+def test_a_marker_of_an_earlier_digest_kind_is_a_duplicate_never_a_conflict(
+    backend: Backend,
+) -> None:
+    """Markers outlive an upgrade (the dedup TTL), so the next version meets digests it
+    cannot compare with its own: those keys are duplicates (acked, not forwarded, as a
+    conflict is too), not conflicts counted and logged. Two digests of the earlier kind
+    still compare."""
+
+    async def scenario() -> None:
+        async with backend.open() as store:
+            for key in ("a", "b"):
+                old = admission(key, f"t-{key}")._replace(digest=blake2b_digest(b"old body"))
+                assert await store.admit(0, [old]) == [AdmitOutcome.ACCEPTED]
+            upgraded = admission("a", "t2", body=b"another body")
+            assert await store.admit(0, [upgraded]) == [AdmitOutcome.DUPLICATE]
+            older = admission("b", "t3")._replace(digest=blake2b_digest(b"another body"))
+            assert await store.admit(0, [older]) == [AdmitOutcome.CONFLICT]
+            assert (await store.depth(0, APP))[0] == 2
 
     run(scenario)
 
