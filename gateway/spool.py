@@ -132,6 +132,7 @@ class SpoolingStore:
         stop_grace: float,
     ) -> None:
         self.redis = redis
+        self.partitions = redis.partitions
         self.spool = spool
         self._waits = Timeouts(config.wait_for_redis)  # one timer for every admit's wait
         self._metrics = metrics

@@ -11,6 +11,8 @@ from gateway.models import Admission, AdmitOutcome, Queued
 class Store(Protocol):
     """What ingest needs from a store. The delivery half extends it."""
 
+    partitions: int  # 1: every event is in partition 0, and `partition` is not asked
+
     def partition(self, dedup_key: str) -> int:
         """Which partition an event belongs to: one admit call per partition."""
         ...
@@ -38,8 +40,6 @@ class Store(Protocol):
 
 class DeliveryStore(Store, Protocol):
     """What the forwarder needs: the queue side of the contract (DESIGN.md §3)."""
-
-    partitions: int
 
     async def ensure_group(self, partition: int, target: str) -> None: ...
 

@@ -22,15 +22,20 @@ def admission(key: str) -> Admission:
 class Recording:
     """A store that records its calls and answers with `outcomes` (or raises)."""
 
-    def __init__(self, answer: list[AdmitOutcome] | Exception) -> None:
+    def __init__(self, answer: list[AdmitOutcome] | Exception, partitions: int = 1) -> None:
         self.answer = answer
         self.calls: list[list[str]] = []
+        self.call_partitions: list[int] = []
+        self.partitions = partitions
+        self.asked: list[str] = []
 
     def partition(self, dedup_key: str) -> int:
-        return 0
+        self.asked.append(dedup_key)
+        return len(dedup_key) % self.partitions
 
     async def admit(self, partition: int, batch: Sequence[Admission]) -> list[AdmitOutcome]:
         self.calls.append([a.key for a in batch])
+        self.call_partitions.append(partition)
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -65,6 +70,29 @@ def test_a_failed_store_call_answers_every_request_none_and_the_task_ends_cleanl
 
 def test_outcomes_that_cannot_be_paired_answer_none() -> None:
     assert submit_three(Recording([AdmitOutcome.ACCEPTED])) == [None, None, None]
+
+
+def test_with_one_partition_the_store_is_not_asked_for_one() -> None:
+    store = Recording([AdmitOutcome.ACCEPTED] * 3)
+    submit_three(store)
+    assert store.asked == []
+    assert (store.calls, store.call_partitions) == ([["a", "b", "c"]], [0])
+
+
+def test_with_partitions_each_event_goes_to_its_partition_s_call() -> None:
+    store = Recording([AdmitOutcome.ACCEPTED] * 3, partitions=2)
+
+    async def main() -> None:
+        batcher = AdmitBatcher(store, 1.0, Metrics())  # type: ignore[arg-type]
+        for key in ("a", "bb", "c"):  # dedup keys s:e:a (5 chars), s:e:bb (6), s:e:c (5)
+            batcher.submit(admission(key), lambda o, _: None)
+        await asyncio.sleep(0)
+        await asyncio.gather(*list(batcher._calls))
+
+    asyncio.run(main())
+    assert store.asked == ["s:e:a", "s:e:bb", "s:e:c"]
+    calls = sorted(zip(store.call_partitions, store.calls, strict=True))
+    assert calls == [(0, ["bb"]), (1, ["a", "c"])]
 
 
 class Eager(Recording):
