@@ -50,17 +50,17 @@ for k = 1, tonumber(ARGV[3]) do
   kinds[k] = {ARGV[a], ARGV[a + 1], streams}
   a = a + 3 + nt
 end
+local kind_of = {}
 for i = 1, n do
-  local kind = kinds[tonumber(ARGV[a + 4 * i - 3])]
-  if not kind then return redis.error_reply('ERR admit: bad kind') end
+  kind_of[i] = kinds[tonumber(ARGV[a + 4 * i - 3])]
+  if not kind_of[i] then return redis.error_reply('ERR admit: bad kind') end
 end
 local out = {}
 for i = 1, n do
   local mine = ARGV[a]
   local held = redis.call('SET', KEYS[i], mine, 'NX', 'GET', 'PX', ttl)
   if not held then
-    local kind = kinds[tonumber(ARGV[a + 1])]
-    local source, etype, streams = kind[1], kind[2], kind[3]
+    local source, etype, streams = kind_of[i][1], kind_of[i][2], kind_of[i][3]
     for j = 1, #streams do
       local added = redis.pcall('XADD', streams[j], '*',
         'source', source, 'type', etype, 'key', ARGV[a + 2], 'body', ARGV[a + 3])
@@ -75,8 +75,8 @@ for i = 1, n do
   else
     -- models.conflicting: digests of two kinds (an "s" or not) are not compared.
     local was, now = string.match(held, '[^|]*$'), string.match(mine, '[^|]*$')
-    local tagged = string.sub(was, 1, 1) == 's'
-    if was ~= now and tagged == (string.sub(now, 1, 1) == 's') then out[i] = 2 else out[i] = 0 end
+    local same_kind = (string.sub(was, 1, 1) == 's') == (string.sub(now, 1, 1) == 's')
+    out[i] = (was ~= now and same_kind) and 2 or 0
   end
   a = a + 4
 end

@@ -327,6 +327,14 @@ def test_acks_are_taken_while_redis_is_full(
     assert redis_db.xpending("{gw:0}:q:app", "gateway")["pending"] == 0
 
 
+async def claimed_by_c(store: RedisStore, prefix: str, n: int) -> list[Queued]:
+    """`n` events queued and claimed by consumer "c" (the claim a test then treats as
+    one whose reply was lost, or whose entries it deletes)."""
+    await store.admit(0, [admission(f"{prefix}{i}", f"t{i}") for i in range(n)])
+    await store.ensure_group(0, "app")
+    return await store.claim(0, "app", "c", n, 0)
+
+
 def test_resuming_own_pending_entries_goes_past_a_page_of_ones_already_gone(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
@@ -338,9 +346,7 @@ def test_resuming_own_pending_entries_goes_past_a_page_of_ones_already_gone(
     async def scenario() -> list[str]:
         store = RedisStore(store_config(redis_server.port))
         try:
-            await store.admit(0, [admission(f"r{i}", f"t{i}") for i in range(4)])
-            await store.ensure_group(0, "app")
-            claimed = await store.claim(0, "app", "c", 4, 0)
+            claimed = await claimed_by_c(store, "r", 4)
             redis_db.xdel(stream, claimed[0].id, claimed[1].id)  # gone, still pending
             own = await store.claim_own_pending(0, "app", "c", 2)
             return [entry.key for entry in own]
@@ -385,9 +391,7 @@ def test_orphans_are_taken_back_and_what_the_consumer_holds_is_left_untouched(
     async def scenario() -> tuple[list[tuple[str, int]], int]:
         store = RedisStore(store_config(redis_server.port))
         try:
-            await store.admit(0, [admission(f"o{i}", f"t{i}") for i in range(4)])
-            await store.ensure_group(0, "app")
-            first = await store.claim(0, "app", "c", 4, 0)  # its reply "lost"
+            first = await claimed_by_c(store, "o", 4)  # its reply "lost"
             await store.ack(0, "app", [first[0].id])  # delivered and acked meanwhile
             held = first[1].id  # still in flight
 
@@ -451,9 +455,7 @@ def test_orphans_acked_between_the_listing_and_the_claim_leave_room_for_the_next
     async def scenario() -> list[str]:
         store = RedisStore(store_config(redis_server.port))
         try:
-            await store.admit(0, [admission(f"o{i}", f"t{i}") for i in range(5)])
-            await store.ensure_group(0, "app")
-            first = await store.claim(0, "app", "c", 5, 0)  # its reply "lost"
+            first = await claimed_by_c(store, "o", 5)  # its reply "lost"
             acked = {entry.id for entry in first[:2]}
 
             def holds(entry_id: bytes) -> bool:
