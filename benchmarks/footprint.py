@@ -1,4 +1,4 @@
-"""Start-up time and memory: exec -> /readyz 200, and RSS over a million events.
+"""Start-up time and memory: exec -> listening and -> /readyz 200, RSS over a million events.
 
     python -m benchmarks.footprint [--events 1000000] [--starts 10]
 
@@ -6,8 +6,10 @@ Also the `footprint` group of `python -m benchmarks.run` (measure_in_run), with 
 run's Redis and pinning; a smoke run there admits SMOKE_EVENTS events, in 1 s rounds.
 
 - start-up: the gateway's command is exec'd `--starts` times (Redis already up);
-  each time, the seconds from Popen until /readyz first answers 200 (polled every
-  2 ms), then SIGTERM. Reported as min / median / max. A gateway that exits first, or
+  each time, the seconds from Popen until its public port first accepts a TCP
+  connection (connections wait from then on instead of being refused:
+  gateway.listeners) and until /readyz first answers 200 (each polled every 2 ms),
+  then SIGTERM. Reported as min / median / max. A gateway that exits first, or
   is not ready within 30 s (benchmarks/bench.py's READY_TIMEOUT_S), stops the run
   with its last output.
 - memory: one gateway with its forwarder on, delivering to the counting sink
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +42,7 @@ from typing import Any
 import redis
 
 from benchmarks.bench import WRK_OVERRUN_S, Bench, flush_store, start_redis, wait_ready
-from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib
+from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib, wait_until
 from benchmarks.delivery_checks import counter_totals
 from benchmarks.machine import Pinning, this_machine_pinning
 from benchmarks.process_report import (
@@ -107,13 +110,27 @@ def start_gateway(
 
 def time_to_ready(
     children: Children, pinning: Pinning, env: dict[str, str], data: Path, name: str
-) -> float:
+) -> tuple[float, float]:
+    """Seconds from exec until the public port accepts a connection (gateway.listeners
+    binds it before the imports), and until /readyz answers 200."""
     started = time.monotonic()
-    gateway, _, admin = start_gateway(children, pinning, env, data, name)
+    gateway, port, admin = start_gateway(children, pinning, env, data, name)
     try:
-        return wait_ready(children, gateway, readyz(admin), START_POLL_S) - started
+        what = f"listening on {port}"
+        listening = wait_until(lambda: accepts(port), [gateway], 30, what, poll_s=START_POLL_S)
+        return listening - started, wait_ready(
+            children, gateway, readyz(admin), START_POLL_S
+        ) - started
     finally:
         children.stop(gateway)
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def readyz(admin: int) -> str:
@@ -175,15 +192,17 @@ def measure(
 ) -> dict[str, Any]:
     """The starts, then the memory rounds: the facts (benchmarks.process_report)."""
     print("start-up:", flush=True)
-    starts = [
+    timed = [
         time_to_ready(children, pinning, env, data, f"{GROUP}-start-{i}")
         for i in range(1, plan.starts + 1)
     ]
-    print("  " + " ".join(f"{s:.3f}" for s in starts), flush=True)
+    listening, starts = [t[0] for t in timed], [t[1] for t in timed]
+    print("  listening " + " ".join(f"{s:.3f}" for s in listening), flush=True)
+    print("  ready     " + " ".join(f"{s:.3f}" for s in starts), flush=True)
     print("memory:", flush=True)
     rounds = memory_rounds(children, pinning, env, data, plan)
     wrk = {"requests": rounds.requests, "non2xx": rounds.non2xx, "errors": rounds.errors}
-    return footprint_facts(starts, rounds.samples, plan.events) | {
+    return footprint_facts(starts, rounds.samples, plan.events, listening) | {
         "round_s": plan.round_s,
         "wrk": wrk,
         "wrk_command": " ".join(plan.wrk("URL")[:5]),

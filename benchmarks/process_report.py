@@ -117,9 +117,13 @@ def _span(pair: list[float] | None, spec: str = ",.0f") -> str:
 
 
 def footprint_facts(
-    starts: Sequence[float], samples: Sequence[tuple[int, float]], events: int
+    starts: Sequence[float],
+    samples: Sequence[tuple[int, float]],
+    events: int,
+    listening: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """exec -> /readyz over the starts; RSS idle, near events / 5, and at the last round.
+    """exec -> /readyz (and -> the public port listening, when timed) over the starts;
+    RSS idle, near events / 5, and at the last round.
 
     The low point is a round before the last, never the idle sample: growth from idle
     is the heap warming up, not what the target asks."""
@@ -129,11 +133,8 @@ def footprint_facts(
     return {
         "events": events,
         "starts_s": [round(s, 4) for s in starts],
-        "ready_s": {
-            "median": round(statistics.median(starts), 4),
-            "min": round(min(starts), 4),
-            "max": round(max(starts), 4),
-        },
+        "ready_s": _spread(starts),
+        "listening_s": _spread(listening) if listening else None,
         "samples": [[n, round(rss, 3)] for n, rss in samples],
         "rss_idle_mib": round(samples[0][1], 3),
         "rss_low": {"events": low[0], "mib": round(low[1], 3)},
@@ -142,13 +143,31 @@ def footprint_facts(
     }
 
 
+def _spread(seconds: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(seconds), 4),
+        "min": round(min(seconds), 4),
+        "max": round(max(seconds), 4),
+    }
+
+
 def footprint_table(f: dict[str, Any]) -> list[str]:
     """The measures as a Markdown table (FOOTPRINT.md and the run's report)."""
     ready, low, high = f["ready_s"], f["rss_low"], f["rss_high"]
     count = len(f["starts_s"])
+    listening = f.get("listening_s")  # not timed before the public port was bound first
+    heard = (
+        []
+        if listening is None
+        else [
+            f"| exec → public port listening, median (min / max) | {listening['median']:.3f} s"
+            f" ({listening['min']:.3f} / {listening['max']:.3f}) |"
+        ]
+    )
     return [
         "| measure | value |",
         "|---|--:|",
+        *heard,
         f"| exec → /readyz 200, median of {count} | {ready['median']:.3f} s |",
         f"| exec → /readyz 200, min / max | {ready['min']:.3f} / {ready['max']:.3f} s |",
         f"| RSS idle (ready, no events) | {f['rss_idle_mib']:.1f} MiB |",
@@ -178,7 +197,8 @@ def footprint_section(f: dict[str, Any]) -> list[str]:
     smoke = f" Smoke: {f['events']:,} events, not {TARGET_EVENTS:,}." if f["smoke"] else ""
     note = (
         f"{len(f['starts_s'])} starts of the gateway (Redis up): seconds from exec until"
-        " /readyz first answers 200, polled every 2 ms. Then one gateway with its forwarder"
+        " its public port first accepts a connection and until /readyz first answers 200,"
+        " each polled every 2 ms. Then one gateway with its forwarder"
         f" on, delivering to the sink, under `{f['wrk_command']}` rounds until"
         f" {f['events']:,} events were admitted, its VmRSS read after each round (all of them"
         f" in the JSON); {wrk['requests']:,} requests, {wrk['non2xx']:,} non-2xx,"

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
-import ssl
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import structlog
 
 import gateway
 import gateway.build
+from gateway import listeners
 from gateway.admin import AdminRouter, store_readiness
 from gateway.admit import AdmitBatcher
 from gateway.config import Config, Limits, Listen, redacted, risks
@@ -59,12 +60,18 @@ class WorkerRole:
 
 
 class Gateway:
-    def __init__(self, config: Config, worker: WorkerRole | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        worker: WorkerRole | None = None,
+        public: list[socket.socket] | None = None,  # listeners.bind(config.listen), done
+    ) -> None:
         if worker is not None:
             consumer = consumer_name(config.forwarder, worker.index)
             config = replace(config, forwarder=replace(config.forwarder, consumer=consumer))
         self.config = config
         self.worker = worker
+        self._bound = public
         self.metrics = Metrics(worker=None if worker is None else worker.index)
         self.store, self.delivery_store = _stores(config)
         self.spooling: SpoolingStore | None = None
@@ -121,14 +128,7 @@ class Gateway:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        public = await _listen(
-            self.config.listen,
-            self.ingest,
-            self.config.limits,
-            self.connections,
-            self.certificate.context if self.certificate is not None else None,
-            reuse_port=self.worker is not None,
-        )
+        public = await self._listen_public()
         if self.certificate is not None:
             self._tasks.add(loop.create_task(self.certificate.watch()))
         if isinstance(self.store, SqliteStore):
@@ -140,7 +140,7 @@ class Gateway:
             log.info(
                 "worker_started",
                 pid=os.getpid(),
-                port=_port(public),
+                port=_port(public[0]),
                 admin_socket=self.worker.admin_socket,
                 consumer=self.config.forwarder.consumer,
             )
@@ -149,7 +149,7 @@ class Gateway:
                 "started",
                 version=gateway.__version__,
                 build=gateway.build.kind(),
-                port=_port(public),
+                port=_port(public[0]),
                 admin_port=_port(admin),
                 config=redacted(self.config),
             )
@@ -174,6 +174,25 @@ class Gateway:
             await self.delivery_store.close()
         log.info("stopped")
         return 0
+
+    async def _listen_public(self) -> list[asyncio.Server]:
+        """A server per socket the public address binds (two for a host with an
+        IPv4 and an IPv6 address); workers share the port with SO_REUSEPORT."""
+        bound = self._bound or listeners.bind(self.config.listen, self.worker is not None)
+        self._bound = None  # the servers own them now
+        limits = self.config.limits
+        tls = self.certificate.context if self.certificate is not None else None
+        loop = asyncio.get_running_loop()
+        return [
+            await loop.create_server(
+                lambda: HttpProtocol(self.ingest, limits, self.connections),
+                sock=sock,
+                backlog=listeners.BACKLOG,  # the loop listens again, with its own default of 100
+                ssl=tls,
+                ssl_handshake_timeout=limits.header_timeout if tls is not None else None,
+            )
+            for sock in bound
+        ]
 
     async def _listen_admin(self) -> asyncio.Server:
         if self.worker is None:
@@ -217,9 +236,10 @@ class Gateway:
         if self.forwarder is not None:
             await self.forwarder.stop(self.config.shutdown_grace)
 
-    async def _drain(self, public: asyncio.Server) -> None:
+    async def _drain(self, public: list[asyncio.Server]) -> None:
         grace = self.config.shutdown_grace
-        public.close()
+        for server in public:
+            server.close()
         self.connections.drain()
         try:
             async with asyncio.timeout(grace):
@@ -257,22 +277,14 @@ async def _sweep_expired_markers(store: SqliteStore) -> None:
 
 
 async def _listen(
-    where: Listen,
-    router: Router,
-    limits: Limits,
-    connections: Connections,
-    tls: ssl.SSLContext | None = None,
-    reuse_port: bool = False,
+    where: Listen, router: Router, limits: Limits, connections: Connections
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: HttpProtocol(router, limits, connections),
         where.host,
         where.port,
-        backlog=2048,
-        ssl=tls,
-        ssl_handshake_timeout=limits.header_timeout if tls is not None else None,
-        reuse_port=reuse_port or None,
+        backlog=listeners.BACKLOG,
     )
 
 

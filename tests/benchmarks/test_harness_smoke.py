@@ -1046,6 +1046,9 @@ def test_smoke_footprint_times_the_starts_and_reads_rss_after_each_round(
     assert found["smoke"]
     assert len(found["starts_s"]) == footprint.SMOKE_STARTS
     assert all(start > 0 for start in found["starts_s"])
+    heard = found["listening_s"]  # the public port listens before the gateway is ready
+    assert 0 < heard["min"] <= heard["median"] <= found["ready_s"]["max"], found
+    assert "| exec → public port listening, median (min / max) |" in text
     events = [n for n, _ in found["samples"]]
     assert events[0] == 0
     assert events == sorted(set(events)), found["samples"]  # every round admitted more

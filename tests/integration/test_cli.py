@@ -75,7 +75,8 @@ def test_a_missing_config_file_is_exit_2() -> None:
 
 
 def test_a_taken_port_is_one_error_line_and_exit_1(redis_server: RedisServer) -> None:
-    assert_a_taken_port_fails_the_start({"STORE_URL": redis_server.url})
+    stdout = assert_a_taken_port_fails_the_start({"STORE_URL": redis_server.url})
+    assert "error while attempting to bind on address ('0.0.0.0', " in stdout  # which port
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) not found")

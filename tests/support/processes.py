@@ -171,17 +171,21 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_ready: bool = True) -> GatewayProcess:
+        self.spawn()
+        if wait_ready:
+            wait_until(self.ready, timeout=15, what="gateway /readyz")
+        else:
+            wait_until(self.healthy, timeout=15, what="gateway /healthz")
+        return self
+
+    def spawn(self) -> None:
+        """Start the process and return at once."""
         log = self.log_path.open("ab")
         args = [sys.executable, "-m", "gateway", "run", "--config", self.config]
         self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         log.close()
         if self not in RUNNING:
             RUNNING.append(self)
-        if wait_ready:
-            wait_until(self.ready, timeout=15, what="gateway /readyz")
-        else:
-            wait_until(self.healthy, timeout=15, what="gateway /healthz")
-        return self
 
     def url(self, path: str = "/webhooks/inbox") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
