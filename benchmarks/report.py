@@ -31,7 +31,7 @@ def _target_rows(rows: Sequence[dict[str, Any]]) -> list[str]:
             measured = f"{value:.2f} {'ms' if 'ms' in row['target'] else 's'}"
         met = {True: "✓", False: "✗", None: "—"}[row["met"]]
         if row["clean"] is False:
-            met += " ⚠ runs with errors"
+            met += " ⚠ flagged runs (their status says why)"
         cells = [row["measure"], row["target"], measured, met, row["basis"]]
         out.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
     return out

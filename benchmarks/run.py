@@ -426,7 +426,10 @@ def verdict(
     failed += [name for name, group in (groups or {}).items() if not group["usable"]]
     flagged += [name for name, g in (groups or {}).items() if g["usable"] and g["flags"]]
     if flagged:
-        print(f"WARNING: runs with errors (not comparable): {', '.join(flagged)}", file=sys.stderr)
+        print(
+            f"WARNING: flagged runs, not comparable (their status says why): {', '.join(flagged)}",
+            file=sys.stderr,
+        )
     if failed:
         print(f"FAILED: no usable measurement from {', '.join(failed)}", file=sys.stderr)
         return 1
