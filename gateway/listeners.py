@@ -6,7 +6,10 @@ Connections that arrive meanwhile wait in the kernel's accept queue and are
 answered once the gateway runs, instead of being refused: after a crash or a
 `kill -9`, a provider sees a slower answer, not a failed delivery that counts
 toward its disabling the endpoint. Nothing is answered before the gateway is
-ready; a 200 still means durably queued.
+ready; a 200 still means durably queued. Workers (`workers: N`) bind theirs
+only once loaded: with SO_REUSEPORT an early listener would take its share
+of connections before it could serve them (README, "Restart time against
+the provider's disable rule").
 
 Bound as asyncio's `loop.create_server(host, port)` binds: one socket per
 address the host resolves to, SO_REUSEADDR, IPv6 sockets IPv6-only. Standard
@@ -16,9 +19,10 @@ library only, so importing this costs nothing.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.config import Listen
+if TYPE_CHECKING:
+    from gateway.config import Listen
 
 BACKLOG = 2048  # connections the kernel holds unaccepted (a burst, or the start-up)
 
