@@ -10,7 +10,6 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 import redis
@@ -26,36 +25,12 @@ from tests.support.processes import (
 from tests.support.queues import RedisQueues
 from tests.support.sink import Sink
 from tests.support.webhooks import post_once, seed, with_key
+from tests.support.workers import events, workers
 
 pytestmark = pytest.mark.integration
 
 STREAM = "{gw:0}:q:app"
 TWO = {"GATEWAY_WORKERS": "2"}
-
-
-@dataclass(frozen=True)
-class Worker:
-    index: int
-    pid: int
-    admin_socket: str
-
-
-def events(gw: GatewayProcess, name: str) -> list[dict[str, object]]:
-    """The gateway's log lines (JSON) of one event, in order."""
-    lines = [json.loads(line) for line in gw.logs().splitlines() if f'"{name}"' in line]
-    return [doc for doc in lines if doc.get("event") == name]
-
-
-def workers(gw: GatewayProcess) -> dict[int, Worker]:
-    """The latest `worker_started` line of each worker in the gateway's log."""
-    found: dict[int, Worker] = {}
-    for doc in events(gw, "worker_started"):
-        index, pid, path = doc["worker"], doc["pid"], doc["admin_socket"]
-        assert isinstance(index, int)
-        assert isinstance(pid, int)
-        assert isinstance(path, str)
-        found[index] = Worker(index, pid, path)
-    return found
 
 
 def unix_get(path: str, target: str) -> str:
