@@ -448,8 +448,8 @@ def test_kill_9_every_few_seconds_under_load_loses_no_acked_event(
     # never more than 2 in a row; at 20 events/s 4-5 per kill, disabled at the
     # first or second kill. When the port stayed closed for the whole start
     # (0.54-0.78 s) it was 3-4 at 5 events/s, and a slow start made it 5. Timing
-    # alone cannot save a single gateway at real webhook rates; the default rate
-    # stays below that.
+    # alone cannot save a single process at real webhook rates (`workers: 2`
+    # does: the worker case below); the default rate stays below that.
     app = AppLog(sink)
     sink.delay = 0.5  # deliveries are in flight when a kill lands
     gw = start_gateway(STORE_URL=store.url)
