@@ -32,7 +32,6 @@ from gateway.config_fields import (
 from gateway.config_secrets import Secret as Secret  # re-exported
 from gateway.config_secrets import read_secrets
 from gateway.errors import ConfigError
-from gateway.sources.standard_webhooks import signing_key as standard_webhooks_key
 
 ALGORITHMS: Final = ("sha256", "sha512")
 ENCODINGS: Final = ("hex", "base64")
@@ -256,6 +255,15 @@ def _is_network(cidr: str) -> bool:
 
 # --- Reader ------------------------------------------------------------------
 
+
+def _standard_webhooks_key(secret: bytes) -> bytes:
+    # Imported only when such a secret is read: gateway.sources (every scheme, msgspec)
+    # would otherwise load before the public port listens (gateway.listeners).
+    from gateway.sources.standard_webhooks import signing_key
+
+    return signing_key(secret)
+
+
 _SOURCE_KEYS: Final = (
     *("kind", "path", "secrets", "tolerance", "key", "event_type", "ce_source"),
     *("ce_type_prefix", "allow_ips", "signature", "token"),
@@ -265,7 +273,7 @@ _SIGNATURE_KEYS: Final = (
 )
 # Kinds whose secrets have a format; the check's ValueError never quotes the secret.
 _SECRET_FORMATS: Final[Mapping[str, Callable[[bytes], bytes]]] = {
-    "standard-webhooks": standard_webhooks_key,
+    "standard-webhooks": _standard_webhooks_key,
 }
 
 

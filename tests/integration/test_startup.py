@@ -87,3 +87,18 @@ def test_the_public_port_keeps_its_deep_accept_queue(gateway: GatewayProcess) ->
         ["ss", "-Hltn", f"sport = :{gateway.port}"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown[:3] == ["LISTEN", "0", str(listeners.BACKLOG)], shown
+
+
+def test_what_loads_before_the_bind_stays_small() -> None:
+    """The CLI reads the config and binds before anything heavy is imported: each of
+    these took 20-120 ms (python -X importtime), time the port would stay closed."""
+    heavy = ("asyncio", "redis", "prometheus_client", "structlog", "uvloop", "msgspec")
+    probe = (
+        "import sys, gateway.cli, gateway.listeners\n"
+        "gateway.cli.load('config/gateway.yaml')\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "", loaded.stdout
