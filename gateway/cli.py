@@ -97,7 +97,7 @@ def _run(config: Config) -> int:
 
 def _serve(config: Config) -> int:
     """One gateway process. Its public port listens before the I/O stack is
-    imported (gateway.listeners says why): imports that cost 0.3 s pass while
+    imported (gateway.listeners says why): 0.2-0.3 s of imports pass while
     connections wait to be accepted instead of being refused."""
     try:
         public = listeners.bind(config.listen)

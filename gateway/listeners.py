@@ -1,7 +1,7 @@
 """The public port's listening sockets, bound before the I/O stack is imported.
 
 A single gateway process binds its public port right after reading its config
-and only then imports Redis, metrics and the rest (about 0.3 s of imports).
+and only then imports Redis, metrics and the rest (0.2-0.3 s of imports).
 Connections that arrive meanwhile wait in the kernel's accept queue and are
 answered once the gateway runs, instead of being refused: after a crash or a
 `kill -9`, a provider sees a slower answer, not a failed delivery that counts
