@@ -36,11 +36,11 @@ ensure_venv() {
 
 # Write the gateway's bytecode (__pycache__) now. An editable install leaves the sources
 # uncompiled, and with PYTHONDONTWRITEBYTECODE=1 (set on this project's CI machines, and
-# in many images) every start compiled all of gateway/ again: 0.15 s more from exec to
-# listening (0.64-0.67 s against 0.46-0.54 s, 2026-12-08, before the port was bound
-# first; README, "Restart time against the provider's disable rule"). A wheel install
-# (the image) compiles at install time. A stale file is harmless: Python checks each
-# source's mtime and size and compiles the source instead.
+# in many images) every start compiled all of gateway/ again: exec to /readyz medians of
+# 10 starts 0.394-0.424 s without bytecode against 0.324-0.352 s with (2026-12-08,
+# `python -m benchmarks.footprint --events 20000`, two runs each way). A wheel install (the
+# image) compiles at install time. A stale file is harmless: Python checks each source's
+# mtime and size and compiles the source instead.
 compile_sources() {
   (cd "$1" && .venv/bin/python -m compileall -q gateway >/dev/null)
 }

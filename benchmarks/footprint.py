@@ -196,7 +196,7 @@ def measure(
         time_to_ready(children, pinning, env, data, f"{GROUP}-start-{i}")
         for i in range(1, plan.starts + 1)
     ]
-    listening, starts = [t[0] for t in timed], [t[1] for t in timed]
+    listening, starts = [list(seconds) for seconds in zip(*timed, strict=True)]
     print("  listening " + " ".join(f"{s:.3f}" for s in listening), flush=True)
     print("  ready     " + " ".join(f"{s:.3f}" for s in starts), flush=True)
     print("memory:", flush=True)

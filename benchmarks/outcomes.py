@@ -26,14 +26,28 @@ OTHER_CPU_LIMIT = 0.1
 STEAL_LIMIT = 0.1
 
 
+# The two flags' texts around their share: (before, after).
+_OTHER_CPU = ("other processes used ", " of a core")
+_STEAL = ("the hypervisor took ", " of the CPUs' time (steal)")
+
+
 def competition_flags(other_cpu: float | None, steal_cpu: float | None) -> list[str]:
     """Flags for CPU taken by processes outside the run, or by the hypervisor."""
     flags = []
     if other_cpu is not None and other_cpu > OTHER_CPU_LIMIT:
-        flags.append(f"other processes used {other_cpu:.0%} of a core")
+        flags.append(f"{_OTHER_CPU[0]}{other_cpu:.0%}{_OTHER_CPU[1]}")
     if steal_cpu is not None and steal_cpu > STEAL_LIMIT:
-        flags.append(f"the hypervisor took {steal_cpu:.0%} of the CPUs' time (steal)")
+        flags.append(f"{_STEAL[0]}{steal_cpu:.0%}{_STEAL[1]}")
     return flags
+
+
+def is_competition(flag: str) -> bool:
+    """Whether a flag is one of competition_flags', as a group reports it (after its
+    run's name: "workers 1 pair 1: the hypervisor took 12% ...")."""
+    text = flag.rpartition(": ")[2]
+    return any(
+        text.startswith(before) and text.endswith(after) for before, after in (_OTHER_CPU, _STEAL)
+    )
 
 
 @dataclass(frozen=True, slots=True)

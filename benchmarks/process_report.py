@@ -120,10 +120,10 @@ def footprint_facts(
     starts: Sequence[float],
     samples: Sequence[tuple[int, float]],
     events: int,
-    listening: Sequence[float] = (),
+    listening: Sequence[float],
 ) -> dict[str, Any]:
-    """exec -> /readyz (and -> the public port listening, when timed) over the starts;
-    RSS idle, near events / 5, and at the last round.
+    """exec -> /readyz and exec -> the public port listening over the starts; RSS idle,
+    near events / 5, and at the last round.
 
     The low point is a round before the last, never the idle sample: growth from idle
     is the heap warming up, not what the target asks."""
@@ -134,7 +134,7 @@ def footprint_facts(
         "events": events,
         "starts_s": [round(s, 4) for s in starts],
         "ready_s": _spread(starts),
-        "listening_s": _spread(listening) if listening else None,
+        "listening_s": _spread(listening),
         "samples": [[n, round(rss, 3)] for n, rss in samples],
         "rss_idle_mib": round(samples[0][1], 3),
         "rss_low": {"events": low[0], "mib": round(low[1], 3)},
@@ -155,19 +155,15 @@ def footprint_table(f: dict[str, Any]) -> list[str]:
     """The measures as a Markdown table (FOOTPRINT.md and the run's report)."""
     ready, low, high = f["ready_s"], f["rss_low"], f["rss_high"]
     count = len(f["starts_s"])
-    listening = f.get("listening_s")  # not timed before the public port was bound first
-    heard = (
-        []
-        if listening is None
-        else [
+    rows = ["| measure | value |", "|---|--:|"]
+    listening = f.get("listening_s")  # absent from runs before the port was bound first
+    if listening is not None:
+        rows.append(
             f"| exec → public port listening, median (min / max) | {listening['median']:.3f} s"
             f" ({listening['min']:.3f} / {listening['max']:.3f}) |"
-        ]
-    )
+        )
     return [
-        "| measure | value |",
-        "|---|--:|",
-        *heard,
+        *rows,
         f"| exec → /readyz 200, median of {count} | {ready['median']:.3f} s |",
         f"| exec → /readyz 200, min / max | {ready['min']:.3f} / {ready['max']:.3f} s |",
         f"| RSS idle (ready, no events) | {f['rss_idle_mib']:.1f} MiB |",
