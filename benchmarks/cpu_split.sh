@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a request's CPU goes, per process: the server under test (CPU 0), Redis and wrk
 # (CPU 1), for the gateway (ingest only) or the harness' bare_admit, under
-# `WRK_PAD_TO=1024 wrk -t1 -c64` (2 s warm-up, 6 s measured; the harness' throughput load).
+# `WRK_PAD_TO=1024 wrk -t1 -c64` (2 s warm-up, 6 s measured; the harness' throughput load;
+# PAD=65536 for its payload_64k body instead).
 # Prints req/s and CPU µs per request of each (from /proc; wrk's read while it runs, so
 # approximate), then Redis' EVALSHA stats (calls, µs per call).
 # Usage: benchmarks/cpu_split.sh gateway|bare_admit   (interleave the two)
@@ -22,9 +23,9 @@ else
   for i in $(seq 1 3000); do curl -s -o /dev/null "$URL" && break; sleep 0.01; done
   curl -s -o /dev/null "$URL" || ab_die "bare_admit did not answer within 30 s" "$DATA/srv.log"
 fi
-WRK_PAD_TO=1024 taskset -c 1 wrk -t1 -c64 -d2s -s benchmarks/wrk/post_fresh_key.lua $URL >/dev/null
+WRK_PAD_TO=${PAD:-1024} taskset -c 1 wrk -t1 -c64 -d2s -s benchmarks/wrk/post_fresh_key.lua $URL >/dev/null
 s0=$(ab_ticks $SRV); r0=$(ab_ticks $RPID)
-WRK_PAD_TO=1024 taskset -c 1 wrk -t1 -c64 -d6s -s benchmarks/wrk/post_fresh_key.lua $URL > $DATA/wrk.out &
+WRK_PAD_TO=${PAD:-1024} taskset -c 1 wrk -t1 -c64 -d6s -s benchmarks/wrk/post_fresh_key.lua $URL > $DATA/wrk.out &
 W=$!; sleep 0.2; w0=$(ab_ticks $W)
 # wrk is gone once it exits: its last reading while alive stands for its total.
 w1=$w0; while kill -0 $W 2>/dev/null; do w1=$(ab_ticks $W); sleep 0.05; done

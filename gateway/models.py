@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 from typing import NamedTuple
 
-# The body's digest in a dedup marker: "s" and 96 bits of its SHA-256, in hex. SHA-256
-# where it was BLAKE2b (24 hex digits, no "s"; 3.2% of the compiled gateway's ingest CPU,
-# benchmarks/PROFILE.md): CPUs with SHA extensions hash it in hardware. On this project's
-# machine, per body, BLAKE2b against this function: 2.64 against 2.27 µs for 1 KiB, 122.0
-# against 50.3 µs for 64 KiB (`python -m benchmarks.digest_choice`). 96 bits: a key sent
-# again with another body goes unnoticed only on a collision. The "s" tells the two
-# kinds apart, see `conflicting`.
-DIGEST_TAG = "s"
+import xxhash
+
+# The body's digest in a dedup marker: "x" and 96 bits of its XXH3-128, in hex. It only
+# tells a key sent again with another body (a conflict: logged and counted, acked as a
+# duplicate either way) from a plain duplicate, never guards anything an attacker could
+# use, so a fast non-cryptographic hash suffices; 96 bits: a changed body goes unnoticed
+# only on a collision. Per body on this project's machine (`python -m
+# benchmarks.digest_choice`, 2026-12-08): 0.25 µs for 1 KiB and 1.60 µs for 64 KiB,
+# where SHA-256 (tag "s", 2026-12-07 to 2026-12-08) took 1.31 and 44.4 µs even in the
+# CPU's SHA extensions, BLAKE2b (untagged, before) 1.71 and 85.4. The gateway's CPU per
+# 64 KiB request fell from 246-288 µs to 200-248 (benchmarks/cpu_split.sh with
+# PAD=65536, 4 interleaved pairs).
+DIGEST_TAG = "x"
+_HEX = frozenset("0123456789abcdefABCDEF")  # what Lua's %x matches
 
 
 def body_digest(body: bytes) -> str:
     """A short fingerprint of a body, stored with its dedup marker."""
-    return DIGEST_TAG + hashlib.sha256(body).digest()[:12].hex()
+    return DIGEST_TAG + xxhash.xxh3_128_hexdigest(body)[:24]
+
+
+def digest_kind(digest: str) -> str:
+    """Which hash made a digest: its tag (a letter no hex digit can be), "" untagged."""
+    tag = digest[:1]
+    return "" if tag in _HEX else tag
 
 
 def conflicting(held: str, mine: str) -> bool:
     """Whether a marker's digest `held` says its body differs from the one digested as
     `mine`. Markers live for the dedup TTL across upgrades (and the spool moves them into
-    Redis later), so `held` may be a BLAKE2b digest of an earlier version: digests of two
-    kinds cannot be compared, and the key counts as a plain duplicate, as it would have
-    been without the check. lua.ADMIT applies the same rule in Redis."""
-    return held != mine and held.startswith(DIGEST_TAG) == mine.startswith(DIGEST_TAG)
+    Redis later), so `held` may be the digest of an earlier version's hash: digests of
+    two kinds cannot be compared, and the key counts as a plain duplicate, as it would
+    have been without the check. lua.ADMIT applies the same rule in Redis."""
+    return held != mine and digest_kind(held) == digest_kind(mine)
 
 
 class Admission(NamedTuple):

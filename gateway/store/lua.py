@@ -55,6 +55,11 @@ for i = 1, n do
   kind_of[i] = kinds[tonumber(ARGV[a + 4 * i - 3])]
   if not kind_of[i] then return redis.error_reply('ERR admit: bad kind') end
 end
+local function digest_kind(digest)
+  local tag = string.sub(digest, 1, 1)
+  if string.find(tag, '^%x') then return '' end
+  return tag
+end
 local out = {}
 for i = 1, n do
   local mine = ARGV[a]
@@ -73,10 +78,10 @@ for i = 1, n do
   elseif held == mine then
     out[i] = 1
   else
-    -- models.conflicting: digests of two kinds (an "s" or not) are not compared.
+    -- models.conflicting: digests of two kinds (their tags, "" for a hex digit) are
+    -- not compared.
     local was, now = string.match(held, '[^|]*$'), string.match(mine, '[^|]*$')
-    local same_kind = (string.sub(was, 1, 1) == 's') == (string.sub(now, 1, 1) == 's')
-    out[i] = (was ~= now and same_kind) and 2 or 0
+    out[i] = (was ~= now and digest_kind(was) == digest_kind(now)) and 2 or 0
   end
   a = a + 4
 end

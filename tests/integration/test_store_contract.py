@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,6 +26,7 @@ from gateway.models import Admission, AdmitOutcome, Queued, body_digest
 from gateway.store.due_clock import DueClock
 from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
+from tests.support.digests import EARLIER_KINDS, Digest
 from tests.support.processes import RedisServer
 from tests.support.stores import store_config
 
@@ -184,13 +184,9 @@ def test_admit_accepts_a_new_key_then_answers_duplicate_and_conflict(backend: Ba
     run(scenario)
 
 
-def blake2b_digest(body: bytes) -> str:
-    """A body's digest as gateways before 2026-12-07 wrote it into markers."""
-    return hashlib.blake2b(body, digest_size=12).hexdigest()
-
-
+@pytest.mark.parametrize("earlier", EARLIER_KINDS)
 def test_a_marker_of_an_earlier_digest_kind_is_a_duplicate_never_a_conflict(
-    backend: Backend,
+    backend: Backend, earlier: Digest
 ) -> None:
     """Markers outlive an upgrade (the dedup TTL), so the next version meets digests it
     cannot compare with its own: those keys are duplicates (acked, not forwarded, as a
@@ -200,11 +196,11 @@ def test_a_marker_of_an_earlier_digest_kind_is_a_duplicate_never_a_conflict(
     async def scenario() -> None:
         async with backend.open() as store:
             for key in ("a", "b"):
-                old = admission(key, f"t-{key}")._replace(digest=blake2b_digest(b"old body"))
+                old = admission(key, f"t-{key}")._replace(digest=earlier(b"old body"))
                 assert await store.admit(0, [old]) == [AdmitOutcome.ACCEPTED]
             upgraded = admission("a", "t2", body=b"another body")
             assert await store.admit(0, [upgraded]) == [AdmitOutcome.DUPLICATE]
-            older = admission("b", "t3")._replace(digest=blake2b_digest(b"another body"))
+            older = admission("b", "t3")._replace(digest=earlier(b"another body"))
             assert await store.admit(0, [older]) == [AdmitOutcome.CONFLICT]
             assert (await store.depth(0, APP))[0] == 2
 
