@@ -12,6 +12,11 @@ run's Redis and pinning; a smoke run there admits SMOKE_EVENTS events, in 1 s ro
   then SIGTERM. Reported as min / median / max. A gateway that exits first, or
   is not ready within 30 s (benchmarks/bench.py's READY_TIMEOUT_S), stops the run
   with its last output.
+- idle: the same gateway, ready and sent nothing, for `idle_s` (10 s; 1 s in a smoke
+  run): its CPU seconds (utime + stime from /proc) and the commands Redis processed
+  meanwhile (INFO stats, less the reading's own INFO) per second. A sidecar idles most
+  of its life in every pod, so this is most of what it costs to run. Redis serves only
+  this gateway then (wrk and the sink do not touch it).
 - memory: one gateway with its forwarder on, delivering to the counting sink
   (benchmarks/sink_server.py), under wrk (fresh key per request) in 3 s rounds until
   `--events` events were admitted, 2 rounds at least; after each round, the gateway's
@@ -63,6 +68,8 @@ SMOKE_ROUND_S = 1
 MIN_ROUNDS = 2
 DEFAULT_EVENTS = TARGET_EVENTS
 SMOKE_EVENTS = 20_000
+IDLE_S = 10.0
+SMOKE_IDLE_S = 1.0
 DEFAULT_STARTS = 10
 SMOKE_STARTS = 3
 START_POLL_S = 0.002  # the /readyz poll of a timed start: what is measured is the wait itself
@@ -75,12 +82,13 @@ class FootprintPlan:
     starts: int
     round_s: int = ROUND_S
     smoke: bool = False
+    idle_s: float = IDLE_S
 
     @classmethod
     def of_run(cls, events: int, *, smoke: bool) -> FootprintPlan:
-        """The harness' plan (a smoke run: fewer starts, 1 s rounds)."""
+        """The harness' plan (a smoke run: fewer starts, 1 s rounds, 1 s idle)."""
         if smoke:
-            return cls(events, SMOKE_STARTS, SMOKE_ROUND_S, smoke=True)
+            return cls(events, SMOKE_STARTS, SMOKE_ROUND_S, smoke=True, idle_s=SMOKE_IDLE_S)
         return cls(events, DEFAULT_STARTS)
 
     def wrk(self, url: str) -> list[str]:
@@ -92,6 +100,7 @@ class Rounds:
     """The memory half: (events admitted, RSS MiB) after each round, the first idle."""
 
     samples: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    idle: dict[str, float] = dataclasses.field(default_factory=dict)  # idle_cost's
     requests: int = 0
     non2xx: int = 0
     errors: int = 0  # wrk's socket errors
@@ -163,6 +172,7 @@ def memory_rounds(
         wait_ready(children, sink, f"http://127.0.0.1:{sink_port}/count")
         wait_ready(children, gateway, readyz(admin))
         rounds.samples.append((0, rss_now(gateway)))
+        rounds.idle = idle_cost(gateway, env["STORE_URL"], plan.idle_s)
         wrk = pinning.load(plan.wrk(f"http://127.0.0.1:{port}/webhooks/inbox"))
         # Two rounds at least, so that the growth is taken between two of them.
         while rounds.samples[-1][0] < plan.events or len(rounds.samples) <= MIN_ROUNDS:
@@ -176,6 +186,24 @@ def memory_rounds(
         children.stop(gateway)
         children.stop(sink)
     return rounds
+
+
+def idle_cost(gateway: Child, store_url: str, seconds: float) -> dict[str, float]:
+    """The gateway's CPU and Redis' commands per second while nothing is sent (the
+    sleep is the measured span, not a wait for something to happen)."""
+    with redis.Redis.from_url(store_url) as client:
+        commands, cpu = _commands(client), gateway.cpu_seconds()
+        time.sleep(seconds)
+        # The first INFO counts itself in the second reading.
+        done, spent = _commands(client) - commands - 1, gateway.cpu_seconds()
+    if cpu is None or spent is None:
+        raise ChildFailed(f"{gateway.name} exited while idle:\n{gateway.log_tail()}")
+    print(f"  idle {seconds:g} s: CPU {spent - cpu:.3f} s, Redis {done} commands", flush=True)
+    return {"seconds": seconds, "cpu_s": round(spent - cpu, 3), "redis_commands": done}
+
+
+def _commands(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_commands_processed"])
 
 
 def _one_round(wrk: list[str], plan: FootprintPlan, rounds: Rounds) -> None:
@@ -202,7 +230,7 @@ def measure(
     print("memory:", flush=True)
     rounds = memory_rounds(children, pinning, env, data, plan)
     wrk = {"requests": rounds.requests, "non2xx": rounds.non2xx, "errors": rounds.errors}
-    return footprint_facts(starts, rounds.samples, plan.events, listening) | {
+    return footprint_facts(starts, rounds.samples, plan.events, listening, rounds.idle) | {
         "round_s": plan.round_s,
         "wrk": wrk,
         "wrk_command": " ".join(plan.wrk("URL")[:5]),

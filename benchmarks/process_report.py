@@ -121,9 +121,11 @@ def footprint_facts(
     samples: Sequence[tuple[int, float]],
     events: int,
     listening: Sequence[float],
+    idle: dict[str, float],
 ) -> dict[str, Any]:
-    """exec -> /readyz and exec -> the public port listening over the starts; RSS idle,
-    near events / 5, and at the last round.
+    """exec -> /readyz and exec -> the public port listening over the starts; the idle
+    gateway's CPU and Redis commands (benchmarks.footprint.idle_cost); RSS idle, near
+    events / 5, and at the last round.
 
     The low point is a round before the last, never the idle sample: growth from idle
     is the heap warming up, not what the target asks."""
@@ -135,6 +137,7 @@ def footprint_facts(
         "starts_s": [round(s, 4) for s in starts],
         "ready_s": _spread(starts),
         "listening_s": _spread(listening),
+        "idle": idle,
         "samples": [[n, round(rss, 3)] for n, rss in samples],
         "rss_idle_mib": round(samples[0][1], 3),
         "rss_low": {"events": low[0], "mib": round(low[1], 3)},
@@ -162,10 +165,20 @@ def footprint_table(f: dict[str, Any]) -> list[str]:
             f"| exec → public port listening, median (min / max) | {listening['median']:.3f} s"
             f" ({listening['min']:.3f} / {listening['max']:.3f}) |"
         )
-    return [
-        *rows,
+    rows += [
         f"| exec → /readyz 200, median of {count} | {ready['median']:.3f} s |",
         f"| exec → /readyz 200, min / max | {ready['min']:.3f} / {ready['max']:.3f} s |",
+    ]
+    idle = f.get("idle")  # absent from runs before 2026-12-08
+    if idle:
+        per_s = idle["seconds"]
+        rows += [
+            f"| CPU idle (ready, nothing sent, {per_s:g} s), share of a core"
+            f" | {idle['cpu_s'] / per_s:.2%} |",
+            f"| Redis commands while idle, per second | {idle['redis_commands'] / per_s:.1f} |",
+        ]
+    return [
+        *rows,
         f"| RSS idle (ready, no events) | {f['rss_idle_mib']:.1f} MiB |",
         f"| RSS after {low['events']:,} events | {low['mib']:.1f} MiB |",
         f"| RSS after {high['events']:,} events | {high['mib']:.1f} MiB |",

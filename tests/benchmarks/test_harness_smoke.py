@@ -370,7 +370,8 @@ def _made_up_workers(pairs: list[tuple[float, float]]) -> dict:
 
 def _made_up_footprint(samples: list[tuple[int, float]], *, smoke: bool = False) -> dict:
     events = 20_000 if smoke else 1_000_000
-    facts = footprint_facts([0.2, 0.3, 0.25], samples, events, [0.1, 0.15, 0.12])
+    idle = {"seconds": 10.0, "cpu_s": 0.05, "redis_commands": 80}
+    facts = footprint_facts([0.2, 0.3, 0.25], samples, events, [0.1, 0.15, 0.12], idle)
     wrk = {"requests": samples[-1][0], "non2xx": 0, "errors": 0}
     return facts | {"smoke": smoke, "flags": [], "wrk": wrk, "wrk_command": "wrk"}
 
@@ -1056,6 +1057,11 @@ def test_smoke_footprint_times_the_starts_and_reads_rss_after_each_round(
     heard = found["listening_s"]  # the public port listens before the gateway is ready
     assert 0 < heard["min"] <= heard["median"] <= found["ready_s"]["max"], found
     assert "| exec → public port listening, median (min / max) |" in text
+    idle = found["idle"]
+    assert idle["seconds"] == footprint.SMOKE_IDLE_S
+    assert idle["cpu_s"] >= 0, idle
+    assert idle["redis_commands"] > 0, idle  # the forwarder's claims block for 0.5 s at most
+    assert "| Redis commands while idle, per second |" in text
     events = [n for n, _ in found["samples"]]
     assert events[0] == 0
     assert events == sorted(set(events)), found["samples"]  # every round admitted more
