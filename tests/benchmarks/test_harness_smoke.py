@@ -1140,7 +1140,7 @@ def run_harness(*args: str) -> str:
     [
         *("run", "footprint", "profile", "bare_client", "redis_call", "lua_admit"),
         *("resp_pack", "sizing", "bare_redis", "bare_server", "sink_server", "aiohttp_app"),
-        "heap_census",
+        *("heap_census", "hop"),
     ],
 )
 def test_each_benchmark_command_prints_its_help(module: str) -> None:
