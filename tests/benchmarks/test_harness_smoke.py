@@ -59,7 +59,7 @@ from benchmarks.wrkout import SocketErrors, WrkParseError, parse_wrk_output
 from gateway.config import load
 from gateway.formats import Renderer
 from gateway.models import Queued
-from tests.support.processes import wait_until
+from tests.support.processes import run_module, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -1145,14 +1145,7 @@ def run_harness(*args: str) -> str:
 )
 def test_each_benchmark_command_prints_its_help(module: str) -> None:
     # argparse formats help strings with %: a bare "10%" in one crashed `--help`.
-    done = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_module(f"benchmarks.{module}", "--help", timeout=60)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
     assert "Traceback" not in done.stderr

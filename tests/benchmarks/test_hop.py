@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.children import ChildFailed
 from benchmarks.hop import Timings, hops, quantiles, read_arrivals
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_module
 
 
 def test_hops_are_seconds_from_each_send_to_its_ack_and_to_its_arrival() -> None:
@@ -46,14 +43,7 @@ def test_the_sink_record_is_read_back_by_id(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_short_interpreted_run_reports_every_rate() -> None:
     args = ["--rates", "50,200", "--seconds", "0.5", "--build", "interpreted"]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.hop", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_module("benchmarks.hop", *args, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert rows[1].startswith("| 50 | 25 | "), done.stdout

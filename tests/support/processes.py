@@ -19,6 +19,20 @@ from pathlib import Path
 from tests.support.secrecy import GATEWAY_LOGS
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_module(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m module args...` from the checkout's root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 SEEDS = ROOT / "tests" / "fixtures" / "inboxcomponents"  # copies of the provider docs
 
 
