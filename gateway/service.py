@@ -21,6 +21,7 @@ import signal
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -37,12 +38,16 @@ from gateway.ingest import ClientPolicy, IngestRouter, SourceEndpoint, Tokens
 from gateway.metrics import Metrics
 from gateway.protocol import Connections, HttpProtocol
 from gateway.routing import Routes
-from gateway.spool import SpoolingStore
 from gateway.spool_files import spool_file, warn_of_stranded_spools
 from gateway.store import DeliveryStore, Store, sqlite_path
-from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SqliteStore
 from gateway.tls import ReloadingCertificate
+
+if TYPE_CHECKING:
+    # Imported where a Redis store is built: redis-py is the gateway's largest import
+    # (README "What the numbers say"), which a gateway on the SQLite store never needs.
+    from gateway.spool import SpoolingStore
+    from gateway.store.redis import RedisStore
 
 log = structlog.get_logger("gateway")
 
@@ -73,12 +78,13 @@ class Gateway:
         self.worker = worker
         self._bound = public
         self.metrics = Metrics(worker=None if worker is None else worker.index)
-        self.store, self.delivery_store = _stores(config)
+        admit_store, self.delivery_store = _stores(config)
+        self.store: Store = admit_store
         self.spooling: SpoolingStore | None = None
-        if isinstance(self.store, RedisStore) and config.store.spool.enabled:
-            self.spooling = self.store = self._spooling(self.store)
-        elif isinstance(self.store, SqliteStore):
+        if isinstance(admit_store, SqliteStore):
             self.metrics.set_store_mode("sqlite")
+        elif config.store.spool.enabled:
+            self.spooling = self.store = self._spooling(admit_store)
         else:
             self.metrics.set_store_mode("redis")
         self.batcher = AdmitBatcher(self.store, config.store.admit_deadline, self.metrics)
@@ -109,6 +115,8 @@ class Gateway:
 
     def _spooling(self, redis: RedisStore) -> SpoolingStore:
         """Redis with the local spool under data_dir for when Redis is unavailable."""
+        from gateway.spool import SpoolingStore
+
         config = self.config
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
         worker = None if self.worker is None else self.worker.index
@@ -251,7 +259,7 @@ class Gateway:
             self.connections.close_all()
 
 
-def _stores(config: Config) -> tuple[Store, DeliveryStore | None]:
+def _stores(config: Config) -> tuple[SqliteStore | RedisStore, DeliveryStore | None]:
     """The admit store and the forwarder's (None with the forwarder off)."""
     deliver = config.forwarder.enabled and bool(config.targets)
     path = sqlite_path(config.store.url)
@@ -261,6 +269,8 @@ def _stores(config: Config) -> tuple[Store, DeliveryStore | None]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         sqlite = SqliteStore(config.store, path=path)
         return sqlite, (sqlite if deliver else None)
+    from gateway.store.redis import RedisStore
+
     # Redis: the forwarder gets its own pool, so blocking reads and deliveries
     # never make an admit wait for a connection.
     delivery = RedisStore(config.store, block_ms=BLOCK_MS) if deliver else None

@@ -103,6 +103,22 @@ def test_sqlite_readiness_turns_green_without_redis(
     assert Path(sqlite_url.removeprefix("sqlite:///")).exists()
 
 
+def test_a_gateway_on_sqlite_never_loads_the_redis_client(
+    start_gateway: Callable[..., GatewayProcess], sink: Sink, sqlite_url: str
+) -> None:
+    """redis-py is the largest import (README "What the numbers say": about 8 MB of RSS
+    and 0.1 s of start); a gateway on the SQLite store admits, delivers and answers
+    probes without it. hiredis, its parser, is a shared library: mapped once loaded."""
+    gw = start_gateway(STORE_URL=sqlite_url)
+    wait_until(gw.ready, what="readiness")
+    assert post_once(gw.port, seed()).json()["status"] == "accepted"
+    sink.wait_for(lambda s: len(s.received()) == 1, what="the delivery")
+    assert gw.proc is not None
+    maps = Path(f"/proc/{gw.proc.pid}/maps").read_text()
+    assert "hiredis" not in maps
+    assert "/msgspec/" in maps  # what this reads is the gateway's own mappings
+
+
 def test_a_full_disk_under_the_sqlite_store_answers_503_and_recovers_when_space_returns(
     start_gateway: Callable[..., GatewayProcess], sink: Sink, tmp_path: Path
 ) -> None:
