@@ -1,6 +1,7 @@
 """Start-up time and memory: exec -> listening and -> /readyz 200, RSS over a million events.
 
-    python -m benchmarks.footprint [--events 1000000] [--starts 10]
+    python -m benchmarks.footprint [--events 1000000] [--starts 10] [--store redis|sqlite]
+                                   [--out FILE]
 
 Also the `footprint` group of `python -m benchmarks.run` (measure_in_run), with the
 run's Redis and pinning; a smoke run there admits SMOKE_EVENTS events, in 1 s rounds.
@@ -27,12 +28,16 @@ Pinning as in benchmarks/run.py on a machine with 2+ CPUs: the gateway on CPU 0,
 wrk and the sink on the rest; Redis (AOF everysec, noeviction) is not pinned here (in
 the harness it is the run's Redis, on the load CPUs). The processes are the harness'
 children (benchmarks/children.py): each log is in the scratch directory, and none
-outlives the run. Prints a Markdown report and writes it to benchmarks/FOOTPRINT.md.
+outlives the run. Prints a Markdown report and writes it to benchmarks/FOOTPRINT.md
+(`--out`). `--store sqlite` runs the gateway on the embedded SQLite store instead (a
+file in the scratch directory, no Redis; the idle row then has no Redis commands).
+BENCH_GATEWAY_ROOT=DIR runs the gateway of another checkout (benchmarks.systems).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import socket
@@ -190,20 +195,27 @@ def memory_rounds(
 
 def idle_cost(gateway: Child, store_url: str, seconds: float) -> dict[str, float]:
     """The gateway's CPU and Redis' commands per second while nothing is sent (the
-    sleep is the measured span, not a wait for something to happen)."""
-    with redis.Redis.from_url(store_url) as client:
+    sleep is the measured span, not a wait for something to happen). No Redis
+    commands on the SQLite store."""
+    with contextlib.ExitStack() as stack:
+        client = None
+        if store_url.startswith(("redis://", "rediss://")):
+            client = stack.enter_context(redis.Redis.from_url(store_url))
         commands, cpu = _commands(client), gateway.cpu_seconds()
         time.sleep(seconds)
         # The first INFO counts itself in the second reading.
         done, spent = _commands(client) - commands - 1, gateway.cpu_seconds()
     if cpu is None or spent is None:
         raise ChildFailed(f"{gateway.name} exited while idle:\n{gateway.log_tail()}")
-    print(f"  idle {seconds:g} s: CPU {spent - cpu:.3f} s, Redis {done} commands", flush=True)
-    return {"seconds": seconds, "cpu_s": round(spent - cpu, 3), "redis_commands": done}
+    idle = {"seconds": seconds, "cpu_s": round(spent - cpu, 3)}
+    if client is not None:
+        idle["redis_commands"] = done
+    print(f"  idle {seconds:g} s: " + ", ".join(f"{k} {v}" for k, v in idle.items()), flush=True)
+    return idle
 
 
-def _commands(client: redis.Redis) -> int:
-    return int(client.info("stats")["total_commands_processed"])
+def _commands(client: redis.Redis | None) -> int:
+    return 1 if client is None else int(client.info("stats")["total_commands_processed"])
 
 
 def _one_round(wrk: list[str], plan: FootprintPlan, rounds: Rounds) -> None:
@@ -270,8 +282,11 @@ def report(facts: dict[str, Any]) -> str:
         "# Footprint",
         "",
         f"Run {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: `python -m benchmarks.footprint"
-        f" --events {facts['events']} --starts {len(facts['starts_s'])}` ({os.cpu_count()}"
-        " CPUs; gateway pinned to CPU 0, wrk and the sink on the others, Redis unpinned).",
+        f" --events {facts['events']} --starts {len(facts['starts_s'])}"
+        f" --store {facts['store']}` ({os.cpu_count()} CPUs; gateway pinned to CPU 0, wrk and"
+        " the sink on the others, "
+        + ("Redis unpinned)." if facts["store"] == "redis" else "no Redis).")
+        + (f" The gateway of {gateway_root()}." if gateway_root() != REPO else ""),
         "",
         *footprint_table(facts),
         "",
@@ -285,6 +300,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS)
     parser.add_argument("--starts", type=int, default=DEFAULT_STARTS)
+    parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
+    parser.add_argument("--out", type=Path, default=OUT, help="the report (FOOTPRINT.md)")
     args = parser.parse_args()
     pinning = this_machine_pinning()
     with (
@@ -292,12 +309,15 @@ def main() -> None:
         Children(Path(scratch), grace_s=STOP_GRACE_S) as children,
     ):
         data = Path(scratch)
-        # Redis unpinned, as in every footprint run so far (the report says so).
-        unpinned = dataclasses.replace(pinning, load_cpus=())
-        env = {"STORE_URL": start_redis(children, unpinned, data), "LOG_LEVEL": "warning"}
+        if args.store == "sqlite":
+            store = f"sqlite:///{data}/store/gateway.db"
+        else:
+            # Redis unpinned, as in every footprint run so far (the report says so).
+            store = start_redis(children, dataclasses.replace(pinning, load_cpus=()), data)
+        env = {"STORE_URL": store, "LOG_LEVEL": "warning"}
         facts = measure(children, pinning, env, data, FootprintPlan(args.events, args.starts))
-    text = report(facts)
-    OUT.write_text(text)
+    text = report(facts | {"store": args.store})
+    args.out.write_text(text)
     print(text)
 
 

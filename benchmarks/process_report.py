@@ -172,11 +172,13 @@ def footprint_table(f: dict[str, Any]) -> list[str]:
     idle = f.get("idle")  # absent from runs before 2026-12-08
     if idle:
         per_s = idle["seconds"]
-        rows += [
+        rows.append(
             f"| CPU idle (ready, nothing sent, {per_s:g} s), share of a core"
-            f" | {idle['cpu_s'] / per_s:.2%} |",
-            f"| Redis commands while idle, per second | {idle['redis_commands'] / per_s:.1f} |",
-        ]
+            f" | {idle['cpu_s'] / per_s:.2%} |"
+        )
+        if "redis_commands" in idle:  # none on the SQLite store
+            per_second = idle["redis_commands"] / per_s
+            rows.append(f"| Redis commands while idle, per second | {per_second:.1f} |")
     return [
         *rows,
         f"| RSS idle (ready, no events) | {f['rss_idle_mib']:.1f} MiB |",
