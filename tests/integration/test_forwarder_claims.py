@@ -67,6 +67,18 @@ class SilentApp:
         writer.close()
 
 
+def pending_summary(redis_db: redis.Redis, stream: str) -> Any:
+    """XPENDING's summary of the group. A partition whose claim loop has not created its
+    group yet (the slots filled from other partitions first) holds nothing: CI once
+    asked before partition 5 had, and got NOGROUP."""
+    try:
+        return redis_db.xpending(stream, "gateway")
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("NOGROUP"):
+            raise
+        return {"pending": 0, "consumers": []}
+
+
 def test_partitions_claiming_side_by_side_hold_no_more_than_the_budget(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
@@ -87,7 +99,7 @@ def test_partitions_claiming_side_by_side_hold_no_more_than_the_budget(
             async with asyncio.timeout(10):
                 await app.enough.wait()  # every delivery slot busy: claims are done
             return sum(
-                redis_db.xpending(store.keys.stream(p, "app"), "gateway")["pending"]
+                pending_summary(redis_db, store.keys.stream(p, "app"))["pending"]
                 for p in range(PARTITIONS)
             )
         finally:
@@ -209,7 +221,7 @@ def test_a_reclaim_while_claims_wait_in_redis_leaves_room_for_what_they_asked(
                 await app.enough.wait()
             held = 0
             for p in range(partitions):
-                pending = redis_db.xpending(store.keys.stream(p, "app"), "gateway")
+                pending = pending_summary(redis_db, store.keys.stream(p, "app"))
                 held += sum(c["pending"] for c in pending["consumers"] if c["name"] == b"alive")
             return held
         finally:
