@@ -203,19 +203,19 @@ def idle_cost(gateway: Child, store_url: str, seconds: float) -> dict[str, float
             client = stack.enter_context(redis.Redis.from_url(store_url))
         commands, cpu = _commands(client), gateway.cpu_seconds()
         time.sleep(seconds)
-        # The first INFO counts itself in the second reading.
-        done, spent = _commands(client) - commands - 1, gateway.cpu_seconds()
+        commands_after, spent = _commands(client), gateway.cpu_seconds()
     if cpu is None or spent is None:
         raise ChildFailed(f"{gateway.name} exited while idle:\n{gateway.log_tail()}")
     idle = {"seconds": seconds, "cpu_s": round(spent - cpu, 3)}
     if client is not None:
-        idle["redis_commands"] = done
+        # The first INFO counts itself in the second reading.
+        idle["redis_commands"] = commands_after - commands - 1
     print(f"  idle {seconds:g} s: " + ", ".join(f"{k} {v}" for k, v in idle.items()), flush=True)
     return idle
 
 
 def _commands(client: redis.Redis | None) -> int:
-    return 1 if client is None else int(client.info("stats")["total_commands_processed"])
+    return 0 if client is None else int(client.info("stats")["total_commands_processed"])
 
 
 def _one_round(wrk: list[str], plan: FootprintPlan, rounds: Rounds) -> None:
