@@ -53,6 +53,7 @@ import redis
 
 from benchmarks.bench import WRK_OVERRUN_S, Bench, flush_store, start_redis, wait_ready
 from benchmarks.children import Child, ChildFailed, Children, free_ports, rss_mib, wait_until
+from benchmarks.delivery import Sink
 from benchmarks.delivery_checks import counter_totals
 from benchmarks.machine import Pinning, this_machine_pinning
 from benchmarks.process_report import (
@@ -167,14 +168,11 @@ def rss_now(child: Child) -> float:
 def memory_rounds(
     children: Children, pinning: Pinning, env: dict[str, str], data: Path, plan: FootprintPlan
 ) -> Rounds:
-    (sink_port,) = free_ports(1)
-    sink_argv = [sys.executable, "-m", "benchmarks.sink_server", "--port", str(sink_port)]
-    sink = children.start(f"{GROUP}-sink", pinning.load(sink_argv), cwd=REPO)
-    env = {**env, "FORWARD_URL": f"http://127.0.0.1:{sink_port}/events", "DEDUP_TTL": "60s"}
+    sink = start_sink(children, pinning, f"{GROUP}-sink")
+    env = {**env, "FORWARD_URL": sink.url, "DEDUP_TTL": "60s"}
     gateway, port, admin = start_gateway(children, pinning, env, data, f"{GROUP}-gateway")
     rounds = Rounds()
     try:
-        wait_ready(children, sink, f"http://127.0.0.1:{sink_port}/count")
         wait_ready(children, gateway, readyz(admin))
         rounds.samples.append((0, rss_now(gateway)))
         rounds.idle = idle_cost(gateway, env["STORE_URL"], plan.idle_s)
@@ -189,8 +187,18 @@ def memory_rounds(
                 raise ChildFailed(f"a round admitted no events:\n{gateway.log_tail()}")
     finally:
         children.stop(gateway)
-        children.stop(sink)
+        children.stop(sink.child)
     return rounds
+
+
+def start_sink(children: Children, pinning: Pinning, name: str, *args: str) -> Sink:
+    """benchmarks/sink_server.py on the load CPUs (`args`: its options), answering."""
+    (port,) = free_ports(1)
+    argv = [sys.executable, "-m", "benchmarks.sink_server", "--port", str(port), *args]
+    child = children.start(name, pinning.load(argv), cwd=REPO)
+    sink = Sink(child, f"http://127.0.0.1:{port}/events", f"http://127.0.0.1:{port}/count")
+    wait_ready(children, child, sink.count_url)
+    return sink
 
 
 def idle_cost(gateway: Child, store_url: str, seconds: float) -> dict[str, float]:

@@ -31,7 +31,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,14 +38,14 @@ from pathlib import Path
 
 import uvloop
 
+from benchmarks.backlog import SEED
 from benchmarks.bench import start_redis, wait_ready
-from benchmarks.children import ChildFailed, Children, free_ports, wait_until
+from benchmarks.children import ChildFailed, Children, wait_until
+from benchmarks.delivery import Sink
+from benchmarks.footprint import readyz, start_gateway, start_sink
 from benchmarks.machine import Pinning, this_machine_pinning
 from benchmarks.run import gateway_build
-from benchmarks.systems import gateway_root
 
-REPO = Path(__file__).resolve().parent.parent
-SEED = REPO / "tests" / "fixtures" / "inboxcomponents" / "message.received.json"
 WARMUP_S = 1.0
 SETTLE_S = 30.0  # every acked event reaches the sink within this, or the run fails
 QUANTILES = (0.5, 0.9, 0.99)
@@ -139,10 +138,9 @@ def read_arrivals(record: Path) -> dict[str, float]:
     return found
 
 
-def delivered(sink_port: int, events: int) -> bool:
+def delivered(sink: Sink, events: int) -> bool:
     """Whether the sink has counted `events` POSTs."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/count", timeout=1) as reply:
-        return int(reply.read()) >= events
+    return (sink.count() or 0) >= events
 
 
 Result = tuple[float, int, list[float], list[float]]  # rate, events, ack and app seconds
@@ -152,22 +150,11 @@ def run_rates(
     children: Children, pinning: Pinning, scratch: Path, rates: Sequence[float], args: Options
 ) -> list[Result]:
     store = start_redis(children, pinning, scratch)
-    sink_port, port, admin = free_ports(3)
     record = scratch / "arrivals.txt"
-    sink_argv = [sys.executable, "-m", "benchmarks.sink_server", "--port", str(sink_port)]
-    sink = children.start("sink", pinning.load([*sink_argv, "--record", str(record)]), cwd=REPO)
-    env = {
-        "STORE_URL": store,
-        "LOG_LEVEL": "warning",
-        "FORWARD_URL": f"http://127.0.0.1:{sink_port}/events",
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_ADMIN_PORT": str(admin),
-        "GATEWAY_DATA_DIR": str(scratch),
-    }
-    argv = [sys.executable, "-m", "gateway", "run", "--config", "config/gateway.yaml"]
-    gateway = children.start("gateway", pinning.server(argv), env=env, cwd=gateway_root())
-    wait_ready(children, sink, f"http://127.0.0.1:{sink_port}/count")
-    wait_ready(children, gateway, f"http://127.0.0.1:{admin}/readyz")
+    sink = start_sink(children, pinning, "sink", "--record", str(record))
+    env = {"STORE_URL": store, "LOG_LEVEL": "warning", "FORWARD_URL": sink.url}
+    gateway, port, admin = start_gateway(children, pinning, env, scratch, "gateway")
+    wait_ready(children, gateway, readyz(admin))
     measured: list[tuple[float, Timings]] = []
     sent = 0
     for rate in rates:
@@ -175,11 +162,12 @@ def run_rates(
             prefix = f"{label}{rate:g}"
             timings = uvloop.run(paced(port, rate, seconds, args.connections, prefix))
             sent += len(timings.acked)
-            wait_until(partial(delivered, sink_port, sent), [gateway, sink], SETTLE_S, "delivered")
+            watched = [gateway, sink.child]
+            wait_until(partial(delivered, sink, sent), watched, SETTLE_S, "delivered")
             if label == "hop":
                 measured.append((rate, timings))
     children.stop(gateway)
-    children.stop(sink)  # it writes the record as it stops
+    children.stop(sink.child)  # it writes the record as it stops
     arrivals = read_arrivals(record)
     return [(rate, len(t.acked), *hops(t, arrivals)) for rate, t in measured]
 
